@@ -160,3 +160,13 @@ var (
 	ErrNoAgent                = errors.New("no agent connection")
 	ErrNotRunning             = errors.New("vm is not running")
 )
+
+// Names of files every backend keeps in Machine.StateDir, so that the daemon
+// and its client find them whatever the backend.
+const (
+	// ConsoleLogFile is the guest's serial or virtio console output.
+	ConsoleLogFile = "console.log"
+	// AgentSerialPort is the virtio-serial port name the agent uses where
+	// there is no vsock.
+	AgentSerialPort = "vmlet.agent"
+)

@@ -1,0 +1,36 @@
+package vmruntime
+
+// GuestConfig is what the host sends the agent after its boot handshake:
+// which disks to format and mount, and which shares to mount.
+type GuestConfig struct {
+	Disks  []GuestDisk  `json:"disks,omitempty"`
+	Shares []GuestShare `json:"shares,omitempty"`
+}
+
+// GuestDisk names a block device by the serial the backend gave it
+// ("disk0", "disk1", ...), which the guest reads from /sys/block/*/serial.
+// The agent formats it ext4 when it is blank.
+type GuestDisk struct {
+	Serial    string `json:"serial"`
+	MountPath string `json:"mountPath,omitempty"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+}
+
+// GuestShare is a shared folder to mount: FSType is "9p" on qemu and
+// "virtiofs" on vz.
+type GuestShare struct {
+	Tag       string `json:"tag"`
+	FSType    string `json:"fsType"`
+	MountPath string `json:"mountPath"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+}
+
+// DiskSerial returns the serial the backend gives the i-th disk.
+func DiskSerial(i int) string { return "disk" + itoa(i) }
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}
