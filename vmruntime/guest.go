@@ -1,5 +1,7 @@
 package vmruntime
 
+import "strconv"
+
 // GuestConfig is what the host sends the agent after its boot handshake:
 // which disks to format and mount, and which shares to mount.
 type GuestConfig struct {
@@ -26,11 +28,4 @@ type GuestShare struct {
 }
 
 // DiskSerial returns the serial the backend gives the i-th disk.
-func DiskSerial(i int) string { return "disk" + itoa(i) }
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
-}
+func DiskSerial(i int) string { return "disk" + strconv.Itoa(i) }
