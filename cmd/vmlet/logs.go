@@ -1,18 +1,24 @@
 package main
 
 import (
-	"errors"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vmlet/vmlet/controller"
 )
 
-// Placeholder until the logs command lands.
 func newLogsCommand(opts *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:    "logs",
-		Hidden: true,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("logs: not implemented")
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Print a VM's console log",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client := controller.NewAPIClient(filepath.Join(opts.stateDir, controller.APISocketName))
+			return client.Logs(cmd.Context(), args[0], follow, cmd.OutOrStdout())
 		},
 	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what the guest writes")
+	return cmd
 }
