@@ -2,7 +2,10 @@ package spec
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Quantity is a Kubernetes quantity such as 512Mi or 2Gi, kept as the text
@@ -38,4 +41,87 @@ func (t Time) MarshalJSON() ([]byte, error) {
 		return []byte("null"), nil
 	}
 	return json.Marshal(t.UTC().Truncate(time.Second).Format(time.RFC3339))
+}
+
+// UnmarshalJSON reads a quantity from a string ("512Mi") or a number of
+// bytes. The quantity must be a whole number of bytes.
+func (q *Quantity) UnmarshalJSON(data []byte) error {
+	text, err := jsonScalar(data)
+	if err != nil {
+		return err
+	}
+	parsed, err := ParseQuantity(text)
+	if err != nil {
+		return err
+	}
+	*q = parsed
+	return nil
+}
+
+// UnmarshalJSON reads a duration in Go's notation ("30s").
+func (d *Duration) UnmarshalJSON(data []byte) error {
+	var text string
+	if err := json.Unmarshal(data, &text); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(text)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// UnmarshalJSON reads an RFC 3339 time, or null as the zero time.
+func (t *Time) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		t.Time = time.Time{}
+		return nil
+	}
+	var text string
+	if err := json.Unmarshal(data, &text); err != nil {
+		return err
+	}
+	v, err := time.Parse(time.RFC3339, text)
+	if err != nil {
+		return err
+	}
+	t.Time = v
+	return nil
+}
+
+// ParseQuantity parses a Kubernetes quantity ("512Mi", "2Gi", "1G" or a
+// plain byte count) that stands for a whole, non-negative number of bytes.
+func ParseQuantity(text string) (Quantity, error) {
+	q, err := resource.ParseQuantity(text)
+	if err != nil {
+		return Quantity{}, fmt.Errorf("%q is not a quantity (use 512Mi, 2Gi)", text)
+	}
+	if q.Sign() < 0 {
+		return Quantity{}, fmt.Errorf("%q is negative", text)
+	}
+	if q.Cmp(maxQuantity) > 0 {
+		return Quantity{}, fmt.Errorf("%q is larger than 1Ei", text)
+	}
+	bytes := q.Value()
+	if resource.NewQuantity(bytes, resource.BinarySI).Cmp(q) != 0 {
+		return Quantity{}, fmt.Errorf("%q is not a whole number of bytes", text)
+	}
+	return Quantity{Text: text, Bytes: bytes}, nil
+}
+
+var maxQuantity = resource.MustParse("1Ei")
+
+// jsonScalar returns a JSON string's text, or a JSON number as written.
+func jsonScalar(data []byte) (string, error) {
+	if len(data) > 0 && data[0] == '"' {
+		var text string
+		err := json.Unmarshal(data, &text)
+		return text, err
+	}
+	var n json.Number
+	if err := json.Unmarshal(data, &n); err != nil {
+		return "", err
+	}
+	return n.String(), nil
 }

@@ -1,0 +1,331 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxManifestSize is the largest manifest file Parse reads.
+const MaxManifestSize = 1 << 20
+
+// Manifest is one manifest file as read from disk.
+type Manifest struct {
+	// Path is the file's path as given to Load or Parse.
+	Path string
+	// Data is the bytes read.
+	Data []byte
+	// VM is the decoded manifest, or nil when the document did not decode.
+	// It is set, with Err, when the manifest decoded but failed validation.
+	VM *VirtualMachine
+	// Name is metadata.name when it could be read, even from an invalid
+	// manifest.
+	Name string
+	// Status is the status in the file, when it could be read.
+	Status *Status
+	// WellFormed says the file is one YAML document whose top level is a
+	// mapping, so status may be written into it.
+	WellFormed bool
+	// Warnings are problems that leave the manifest valid, such as a file
+	// the spec names that does not exist on this host, or a status that
+	// could not be read.
+	Warnings ErrorList
+	// Err is nil when the manifest is valid, an ErrorList otherwise.
+	Err error
+}
+
+// Load reads and parses the manifest at path. It returns an error only when
+// the file cannot be read; problems with its content are in the Manifest's
+// Err. A file over MaxManifestSize is not read past that size.
+func Load(path string) (*Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest %q: %w", path, err)
+	}
+	return Parse(path, data), nil
+}
+
+// Parse decodes and validates one manifest. It never panics; every problem
+// found is in the result's Err, each with its line where the YAML has one.
+// Relative paths in the spec are checked against the folder of path, and a
+// missing one is a warning.
+func Parse(path string, data []byte) *Manifest {
+	m := &Manifest{Path: path, Data: data}
+	root, err := parseDocument(path, data)
+	if err != nil {
+		m.Err = err
+		return m
+	}
+	m.WellFormed = true
+	m.Name = readName(root)
+	m.decode(root)
+	return m
+}
+
+// parseDocument checks the file as a whole and parses its one document.
+func parseDocument(path string, data []byte) (*yaml.Node, error) {
+	if err := checkFile(data); err != nil {
+		return nil, fileError(path, 0, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		return nil, syntaxError(path, err)
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		return nil, fileError(path, next.Line, ErrMultiDocument)
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, fileError(path, doc.Line, ErrNotMapping)
+	}
+	root := doc.Content[0]
+	if bytes.IndexByte(data, '*') >= 0 && aliasesExcessive(root) {
+		return nil, fileError(path, 0, ErrAliases)
+	}
+	return root, nil
+}
+
+func checkFile(data []byte) error {
+	switch {
+	case len(data) > MaxManifestSize:
+		return ErrTooLarge
+	case len(bytes.TrimSpace(data)) == 0:
+		return ErrEmpty
+	case bytes.IndexByte(data, 0) >= 0 || !utf8.Valid(data):
+		return ErrBinary
+	}
+	return nil
+}
+
+func fileError(path string, line int, err error) ErrorList {
+	return ErrorList{{File: path, Line: line, Message: err.Error(), Err: err}}
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// syntaxError turns a YAML parser error into a FieldError with its line.
+func syntaxError(path string, err error) ErrorList {
+	if errors.Is(err, io.EOF) {
+		return fileError(path, 0, ErrEmpty)
+	}
+	first, _, _ := strings.Cut(err.Error(), "\n")
+	line, msg := 0, first
+	if sub := yamlLine.FindStringSubmatch(first); sub != nil {
+		line, _ = strconv.Atoi(sub[1])
+		msg = sub[2]
+	}
+	return ErrorList{{File: path, Line: line, Message: "invalid YAML: " + msg, Err: ErrSyntax}}
+}
+
+// aliasesExcessive reports whether expanding every alias would make the
+// document much larger than its text, as a "billion laughs" file would.
+func aliasesExcessive(root *yaml.Node) bool {
+	memo := map[*yaml.Node]int{}
+	real := countNodes(root)
+	return expandedSize(root, memo) > 4*real+1000
+}
+
+func countNodes(n *yaml.Node) int {
+	total := 1
+	for _, c := range n.Content {
+		total += countNodes(c)
+	}
+	return total
+}
+
+// expandedSize counts the nodes of n with every alias expanded. The memo
+// keeps it linear in the document however deeply aliases nest; it caps
+// each count so that it cannot overflow.
+func expandedSize(n *yaml.Node, memo map[*yaml.Node]int) int {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if size, ok := memo[n]; ok {
+		return size
+	}
+	memo[n] = 1
+	size := 1
+	for _, c := range n.Content {
+		size = min(size+expandedSize(c, memo), 1<<40)
+	}
+	memo[n] = size
+	return size
+}
+
+// readName returns metadata.name when it is a scalar, whatever else is
+// wrong with the manifest.
+func readName(root *yaml.Node) string {
+	meta := lookup(root, "metadata")
+	if meta == nil || meta.Kind != yaml.MappingNode {
+		return ""
+	}
+	name := lookup(meta, "name")
+	if name == nil || name.Kind != yaml.ScalarNode || name.Tag == "!!null" {
+		return ""
+	}
+	return name.Value
+}
+
+// lookup returns the value of key in mapping m, or nil. It follows an alias.
+func lookup(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			v := m.Content[i+1]
+			if v.Kind == yaml.AliasNode {
+				v = v.Alias
+			}
+			return v
+		}
+	}
+	return nil
+}
+
+// decode fills VM, Status, Warnings and Err from the parsed document. The
+// values of a manifest whose fields did not all decode are still validated,
+// leaving out the fields that failed, so that every problem shows at once.
+func (m *Manifest) decode(root *yaml.Node) {
+	loadSchemas()
+	m.Status, m.Warnings = decodeStatus(m.Path, root)
+	d := &decoder{file: m.Path, lines: map[string]int{}, bad: map[string]bool{}}
+	tree, _ := d.mapping(withoutStatus(root), vmSchema, "")
+	vm, err := decodeJSON(tree)
+	if err != nil {
+		m.Err = append(d.errs, fileError(m.Path, 0, err)...)
+		return
+	}
+	vm.Status = m.Status
+	v := &validator{file: m.Path, lines: d.lines, bad: d.bad}
+	v.validate(vm)
+	errs := append(d.errs, v.errs...)
+	slices.SortStableFunc(errs, func(a, b *FieldError) int { return a.Line - b.Line })
+	if len(d.errs) == 0 {
+		m.VM = vm
+	}
+	if len(errs) > 0 {
+		m.Err = errs
+		return
+	}
+	m.Warnings = append(m.Warnings, v.missingFiles(m)...)
+}
+
+// withoutStatus returns a copy of the top-level mapping without its status
+// members, which are decoded on their own.
+func withoutStatus(root *yaml.Node) *yaml.Node {
+	c := *root
+	c.Content = make([]*yaml.Node, 0, len(root.Content))
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value != "status" {
+			c.Content = append(c.Content, root.Content[i], root.Content[i+1])
+		}
+	}
+	return &c
+}
+
+// decodeStatus reads the status member. Problems with it are warnings:
+// vmlet rewrites the status, so a damaged one must not stop the VM.
+func decodeStatus(path string, root *yaml.Node) (*Status, ErrorList) {
+	n := lookup(root, "status")
+	if n == nil {
+		return nil, nil
+	}
+	d := &decoder{file: path, lines: map[string]int{}}
+	tree, ok := d.value(n, statusSchema, "status")
+	if !ok || len(d.errs) > 0 {
+		return nil, asWarnings(d.errs)
+	}
+	st := &Status{}
+	if err := strictJSON(tree, st); err != nil {
+		return nil, ErrorList{{File: path, Line: n.Line, Field: "status", Message: err.Error(), Warning: true}}
+	}
+	return st, nil
+}
+
+func asWarnings(errs ErrorList) ErrorList {
+	for _, e := range errs {
+		e.Warning = true
+	}
+	return errs
+}
+
+func decodeJSON(tree any) (*VirtualMachine, error) {
+	vm := &VirtualMachine{}
+	if err := strictJSON(tree, vm); err != nil {
+		return nil, err
+	}
+	return vm, nil
+}
+
+// strictJSON converts the decoded tree to JSON and decodes it into out,
+// rejecting unknown fields, the way sigs.k8s.io/yaml's strict decoding does
+// after its conversion from YAML.
+func strictJSON(tree any, out any) error {
+	data, err := json.Marshal(tree)
+	if err != nil {
+		return fmt.Errorf("encoding manifest as JSON: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("decoding manifest: %w", err)
+	}
+	return nil
+}
+
+// Resolve returns p as an absolute path, resolving a relative one against
+// the folder that holds the manifest.
+func (m *Manifest) Resolve(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	dir, err := filepath.Abs(filepath.Dir(m.Path))
+	if err != nil {
+		dir = filepath.Dir(m.Path)
+	}
+	return filepath.Join(dir, p)
+}
+
+// FirstError returns the first problem of an invalid manifest as one line,
+// or "" when the manifest is valid.
+func (m *Manifest) FirstError() string {
+	if m.Err == nil {
+		return ""
+	}
+	var list ErrorList
+	if errors.As(m.Err, &list) && len(list) > 0 {
+		return list[0].Error()
+	}
+	first, _, _ := strings.Cut(m.Err.Error(), "\n")
+	return first
+}
+
+// IsManifestName reports whether a file name in the manifest folder is a
+// manifest: it ends in .yaml, .yml or .json and is neither a dotfile nor an
+// editor's leftover (a backup ending in ~, a swap file, vim's 4913 probe).
+func IsManifestName(name string) bool {
+	name = filepath.Base(name)
+	if strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") {
+		return false
+	}
+	switch filepath.Ext(name) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
