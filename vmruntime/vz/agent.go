@@ -1,0 +1,169 @@
+package vz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/vmlet/vmlet/vmruntime"
+)
+
+// agentRetryDelay separates the daemon's handshake attempts.
+const agentRetryDelay = 250 * time.Millisecond
+
+// agentConn is a live agent client and the relayed connection under it.
+type agentConn struct {
+	client AgentClient
+	conn   *bufferedConn
+}
+
+// Connect connects to m's agent through the helper's vsock relay, reads its
+// boot handshake and answers it with m's guest configuration, retrying
+// until ctx ends: the first connection after a restore can be half-open.
+// After a restore it also thaws the guest's filesystems, which the agent
+// froze before the save.
+func (r *Runtime) Connect(ctx context.Context, m *vmruntime.Machine) (vmruntime.Hello, error) {
+	v, err := r.running(m.Name)
+	if err != nil {
+		return vmruntime.Hello{}, err
+	}
+	if m.AgentPort == 0 {
+		return vmruntime.Hello{}, fmt.Errorf("%w: vm %q has no agent port", vmruntime.ErrNoAgent, m.Name)
+	}
+	if r.opts.NewAgent == nil {
+		return vmruntime.Hello{}, errors.New("vz runtime has no agent client configured")
+	}
+	hello, err := r.handshakeUntil(ctx, v, m)
+	if err != nil {
+		return hello, err
+	}
+	if v.restored {
+		if err := v.currentAgent().client.Thaw(ctx); err != nil {
+			return hello, fmt.Errorf("thawing %q after restore: %w", m.Name, err)
+		}
+		v.restored = false
+	}
+	return hello, nil
+}
+
+// handshakeUntil retries handshake until it succeeds, the helper ends or
+// ctx ends.
+func (r *Runtime) handshakeUntil(ctx context.Context, v *vm, m *vmruntime.Machine) (vmruntime.Hello, error) {
+	cfg := guestConfig(m)
+	for {
+		hello, err := r.handshake(ctx, v, m.AgentPort, cfg)
+		if err == nil {
+			return hello, nil
+		}
+		if v.exited() {
+			return hello, fmt.Errorf("agent of %q: machine stopped: %s", m.Name, v.exitReason())
+		}
+		select {
+		case <-ctx.Done():
+			return hello, fmt.Errorf("waiting for agent of %q: %w (last error: %v)", m.Name, ctx.Err(), err)
+		case <-time.After(agentRetryDelay):
+		}
+	}
+}
+
+// handshake makes one attempt: the helper dials the guest port, retrying
+// while ctx lasts, then the handshake itself is bounded by
+// Options.AgentAttemptTimeout.
+func (r *Runtime) handshake(ctx context.Context, v *vm, port uint32, cfg vmruntime.GuestConfig) (vmruntime.Hello, error) {
+	req := request{Op: opAgent, Port: port, Timeout: remaining(ctx)}
+	conn, _, err := v.open(ctx, req)
+	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		return vmruntime.Hello{}, err
+	}
+	client := r.opts.NewAgent(conn)
+	actx, cancel := context.WithTimeout(ctx, r.opts.AgentAttemptTimeout)
+	defer cancel()
+	hello, err := client.Handshake(actx, cfg)
+	if err != nil {
+		conn.Close()
+		return hello, fmt.Errorf("agent handshake of %q: %w", v.name, err)
+	}
+	v.setAgent(&agentConn{client: client, conn: conn})
+	return hello, nil
+}
+
+// remaining returns the time left before ctx's deadline, or zero when it
+// has none.
+func remaining(ctx context.Context) time.Duration {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	return time.Until(deadline)
+}
+
+// Agent returns the agent connection Connect established, or an error
+// wrapping vmruntime.ErrNoAgent.
+func (r *Runtime) Agent(name string) (vmruntime.Agent, error) {
+	v := r.lookup(name)
+	if v == nil {
+		return nil, fmt.Errorf("%w: vm %q is not running", vmruntime.ErrNoAgent, name)
+	}
+	a := v.currentAgent()
+	if a == nil {
+		return nil, fmt.Errorf("%w: vm %q", vmruntime.ErrNoAgent, name)
+	}
+	return a.client, nil
+}
+
+func (v *vm) currentAgent() *agentConn {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.agent
+}
+
+// setAgent replaces v's agent connection and closes the one before.
+func (v *vm) setAgent(a *agentConn) {
+	v.mu.Lock()
+	old := v.agent
+	v.agent = a
+	v.mu.Unlock()
+	if old != nil {
+		old.conn.Close()
+	}
+}
+
+// guestConfig returns what the agent mounts: disks by their serials and
+// shares over virtiofs.
+func guestConfig(m *vmruntime.Machine) vmruntime.GuestConfig {
+	var cfg vmruntime.GuestConfig
+	for i, d := range m.Disks {
+		cfg.Disks = append(cfg.Disks, vmruntime.GuestDisk{
+			Serial:    vmruntime.DiskSerial(i),
+			MountPath: d.MountPath,
+			ReadOnly:  d.ReadOnly,
+		})
+	}
+	for _, s := range m.Shares {
+		cfg.Shares = append(cfg.Shares, vmruntime.GuestShare{
+			Tag:       s.Tag,
+			FSType:    "virtiofs",
+			MountPath: s.MountPath,
+			ReadOnly:  s.ReadOnly,
+		})
+	}
+	return cfg
+}
+
+// kernelCmdline returns m's kernel command line: the virtio console first,
+// then the agent's channel, then the manifest's own arguments.
+func kernelCmdline(m *vmruntime.Machine) string {
+	line := "console=hvc0"
+	if m.AgentPort != 0 {
+		line += " vmlet.agent=vsock:" + strconv.FormatUint(uint64(m.AgentPort), 10)
+	}
+	if m.Cmdline != "" {
+		line += " " + m.Cmdline
+	}
+	return line
+}
