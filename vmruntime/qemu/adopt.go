@@ -1,0 +1,49 @@
+package qemu
+
+import (
+	"context"
+	"path/filepath"
+	"sort"
+)
+
+// Adopt scans stateRoot/vms/*/ for pid files of QEMU processes that are
+// still alive and take over their state folder, and registers each under
+// its folder's name. It connects to each one's QMP socket; one that does not
+// answer yet is dialed again by the next command. The agent connection is
+// made again by Connect. Adopt returns the adopted names, sorted.
+func (r *Runtime) Adopt(ctx context.Context, stateRoot string) ([]string, error) {
+	dirs, err := filepath.Glob(filepath.Join(stateRoot, "vms", "*"))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, dir := range dirs {
+		if r.adoptDir(ctx, dir) {
+			names = append(names, filepath.Base(dir))
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// adoptDir registers the QEMU of one state folder if its process is alive.
+func (r *Runtime) adoptDir(ctx context.Context, dir string) bool {
+	pid, err := readPidFile(filepath.Join(dir, pidFile))
+	if err != nil {
+		return false
+	}
+	proc, alive := adoptProcess(pid, dir)
+	if !alive {
+		return false
+	}
+	name := filepath.Base(dir)
+	if v := r.lookup(name); v != nil && v.process().alive() {
+		return true
+	}
+	v := &vm{name: name, stateDir: dir, proc: proc}
+	r.register(v)
+	// A QMP socket that does not answer now is dialed again by the next
+	// command, so the error does not stop the adoption.
+	v.monitor(ctx)
+	return true
+}

@@ -1,0 +1,101 @@
+package qemu
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/mdlayher/vsock"
+
+	"github.com/vmlet/vmlet/vmruntime"
+	"github.com/vmlet/vmlet/vmruntime/agent"
+)
+
+// Connect dials the agent's channel, performs the boot handshake with the
+// guest configuration of m, and keeps the connection for Agent, replacing
+// an earlier one. It retries the dial until ctx ends; the handshake itself
+// resends its hello while the guest boots. A VM without an agent port
+// fails with vmruntime.ErrNoAgent.
+func (r *Runtime) Connect(ctx context.Context, m *vmruntime.Machine) (vmruntime.Hello, error) {
+	if m.AgentPort == 0 {
+		return vmruntime.Hello{}, fmt.Errorf("connecting to the agent of %q: %w", m.Name, vmruntime.ErrNoAgent)
+	}
+	v, err := r.running(m.Name)
+	if err != nil {
+		return vmruntime.Hello{}, err
+	}
+	conn, err := r.dialAgent(ctx, m)
+	if err != nil {
+		return vmruntime.Hello{}, fmt.Errorf("connecting to the agent of %q: %w", m.Name, err)
+	}
+	client := agent.NewClient(conn)
+	hello, err := client.Handshake(ctx, guestConfig(m))
+	if err != nil {
+		client.Close()
+		return vmruntime.Hello{}, fmt.Errorf("agent handshake with %q: %w", m.Name, err)
+	}
+	v.setAgent(client)
+	return hello, nil
+}
+
+// dialAgent dials vsock or the virtio-serial socket until it connects.
+func (r *Runtime) dialAgent(ctx context.Context, m *vmruntime.Machine) (io.ReadWriteCloser, error) {
+	ticker := time.NewTicker(pollInterval)
+	defer ticker.Stop()
+	for {
+		conn, err := r.dialAgentOnce(ctx, m)
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-ticker.C:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		}
+	}
+}
+
+func (r *Runtime) dialAgentOnce(ctx context.Context, m *vmruntime.Machine) (io.ReadWriteCloser, error) {
+	if r.vsock {
+		return vsock.Dial(guestCID(m.Name), m.AgentPort, nil)
+	}
+	var dialer net.Dialer
+	return dialer.DialContext(ctx, "unix", filepath.Join(m.StateDir, agentSocket))
+}
+
+// Agent returns the connection Connect made, or vmruntime.ErrNoAgent.
+func (r *Runtime) Agent(name string) (vmruntime.Agent, error) {
+	v := r.lookup(name)
+	if v == nil {
+		return nil, fmt.Errorf("agent of %q: %w", name, vmruntime.ErrNoAgent)
+	}
+	conn := v.currentAgent()
+	if conn == nil {
+		return nil, fmt.Errorf("agent of %q: %w", name, vmruntime.ErrNoAgent)
+	}
+	return conn, nil
+}
+
+// guestConfig returns the disks and shares the agent formats and mounts.
+func guestConfig(m *vmruntime.Machine) vmruntime.GuestConfig {
+	var cfg vmruntime.GuestConfig
+	for i, disk := range m.Disks {
+		cfg.Disks = append(cfg.Disks, vmruntime.GuestDisk{
+			Serial:    vmruntime.DiskSerial(i),
+			MountPath: disk.MountPath,
+			ReadOnly:  disk.ReadOnly,
+		})
+	}
+	for _, share := range m.Shares {
+		cfg.Shares = append(cfg.Shares, vmruntime.GuestShare{
+			Tag:       share.Tag,
+			FSType:    "9p",
+			MountPath: share.MountPath,
+			ReadOnly:  share.ReadOnly,
+		})
+	}
+	return cfg
+}

@@ -1,0 +1,193 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmlet/vmlet/vmruntime"
+)
+
+// agentConn is a guest agent connection the runtime owns.
+type agentConn interface {
+	vmruntime.Agent
+	Close() error
+}
+
+// vm is one QEMU process the runtime started or adopted.
+type vm struct {
+	name     string
+	stateDir string
+
+	mu   sync.Mutex
+	proc *process
+	mon  *monitor
+	// agent is the connection Connect made, nil before.
+	agent agentConn
+	// ending is set by Stop and Kill, so that the process's end is not
+	// reported as an unexpected exit.
+	ending bool
+}
+
+func (v *vm) process() *process {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.proc
+}
+
+// dialTimeout bounds connecting to QMP and reading its greeting. QEMU
+// serves one QMP client at a time, so a second client would wait forever.
+const dialTimeout = 5 * time.Second
+
+// monitor returns the QMP connection, dialing it again after an earlier
+// one failed or after an adoption whose dial failed.
+func (v *vm) monitor(ctx context.Context) (*monitor, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.mon != nil {
+		return v.mon, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	mon, err := dialMonitor(ctx, filepath.Join(v.stateDir, qmpSocket))
+	if err != nil {
+		return nil, err
+	}
+	v.mon = mon
+	return mon, nil
+}
+
+// execute runs a QMP command. A connection that failed is dropped, so the
+// next command dials again; an error reply from QEMU keeps it.
+func (v *vm) execute(ctx context.Context, command string, args, out any) error {
+	mon, err := v.monitor(ctx)
+	if err != nil {
+		return err
+	}
+	err = mon.execute(ctx, command, args, out)
+	var qmpErr *QMPError
+	if err != nil && !errors.As(err, &qmpErr) {
+		v.dropMonitor(mon)
+	}
+	return err
+}
+
+func (v *vm) dropMonitor(mon *monitor) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.mon == mon {
+		v.mon = nil
+	}
+	mon.close()
+}
+
+// status returns QEMU's run state, such as "running", "paused" or
+// "postmigrate".
+func (v *vm) status(ctx context.Context) (string, error) {
+	var reply struct {
+		Status string `json:"status"`
+	}
+	if err := v.execute(ctx, "query-status", nil, &reply); err != nil {
+		return "", err
+	}
+	return reply.Status, nil
+}
+
+// setAgent replaces the agent connection, closing the previous one.
+func (v *vm) setAgent(conn agentConn) {
+	v.mu.Lock()
+	old := v.agent
+	v.agent = conn
+	v.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+}
+
+func (v *vm) currentAgent() agentConn {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.agent
+}
+
+func (v *vm) setEnding() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.ending = true
+}
+
+// release closes the connections of a VM whose process is gone and removes
+// the files that only a live process needs.
+func (v *vm) release() {
+	v.mu.Lock()
+	mon, conn := v.mon, v.agent
+	v.mon, v.agent = nil, nil
+	v.mu.Unlock()
+	if mon != nil {
+		mon.close()
+	}
+	if conn != nil {
+		conn.Close()
+	}
+	for _, name := range []string{pidFile, qmpSocket, agentSocket} {
+		os.Remove(filepath.Join(v.stateDir, name))
+	}
+}
+
+// exitMessage describes an end of the process that neither Stop nor Kill
+// caused, with the last lines QEMU and the guest console wrote.
+func (v *vm) exitMessage() string {
+	v.mu.Lock()
+	ending, proc := v.ending, v.proc
+	v.mu.Unlock()
+	if ending {
+		return ""
+	}
+	parts := []string{proc.exitReason()}
+	if tail := tailFile(filepath.Join(v.stateDir, qemuLogFile)); tail != "" {
+		parts = append(parts, "qemu log: "+tail)
+	}
+	if tail := tailFile(filepath.Join(v.stateDir, vmruntime.ConsoleLogFile)); tail != "" {
+		parts = append(parts, "console: "+tail)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// tailSize is how much of a log's end an error message quotes.
+const tailSize = 512
+
+// tailFile returns the last lines of a log, at most tailSize bytes, joined
+// with " | ".
+func tailFile(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	offset := max(info.Size()-tailSize, 0)
+	buf := make([]byte, info.Size()-offset)
+	if _, err := f.ReadAt(buf, offset); err != nil && err != io.EOF {
+		return ""
+	}
+	text := strings.ReplaceAll(string(buf), "\r", "")
+	return strings.Join(strings.Split(strings.TrimSpace(text), "\n"), " | ")
+}
+
+// errorWithLog adds the end of QEMU's log to err.
+func errorWithLog(err error, stateDir string) error {
+	tail := tailFile(filepath.Join(stateDir, qemuLogFile))
+	if tail == "" {
+		return err
+	}
+	return fmt.Errorf("%w (qemu log: %s)", err, tail)
+}
