@@ -1,0 +1,155 @@
+package qemu
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmlet/vmlet/vmruntime"
+)
+
+// mountSmallTmpfs mounts a tmpfs of size bytes, too small for a checkpoint.
+func mountSmallTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		requireOrSkip(t, "mounting a tmpfs needs root: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %q: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+func TestRealSaveFullDiskKeepsVM(t *testing.T) {
+	r := newRealRuntime(t)
+	kernel, initrd := testKernel(t), buildCounterInitrd(t)
+	m := counterMachine(t, t.TempDir(), "full", kernel, initrd)
+	killOnCleanup(t, r, m.Name)
+	full := mountSmallTmpfs(t, "4m")
+
+	if err := r.Boot(withTimeout(t, time.Minute), m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	last := awaitTick(t, m, 3)
+	ctx := withTimeout(t, time.Minute)
+	if err := r.Pause(ctx, m.Name); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	checkpoint := filepath.Join(full, "checkpoint")
+	_, err := r.Save(ctx, m, checkpoint)
+	if err == nil {
+		t.Fatal("Save into a full tmpfs succeeded")
+	}
+	t.Logf("Save: %v", err)
+
+	entries, _ := os.ReadDir(full)
+	if len(entries) != 0 {
+		t.Errorf("files left in the full folder: %v", entries)
+	}
+	if obs, err := r.Observe(ctx, m.Name); err != nil || obs.State != vmruntime.StatePaused {
+		t.Errorf("Observe after failed Save = %+v, %v, want Paused", obs, err)
+	}
+	if err := r.Resume(ctx, m.Name); err != nil {
+		t.Fatalf("Resume after failed Save: %v", err)
+	}
+	awaitTick(t, m, last+3)
+	if obs, err := r.Observe(ctx, m.Name); err != nil || obs.State != vmruntime.StateRunning {
+		t.Errorf("Observe after Resume = %+v, %v, want Running", obs, err)
+	}
+}
+
+func TestRealKillNineReportsExit(t *testing.T) {
+	r := newRealRuntime(t)
+	kernel, initrd := testKernel(t), buildCounterInitrd(t)
+	m := counterMachine(t, t.TempDir(), "crash", kernel, initrd)
+	killOnCleanup(t, r, m.Name)
+
+	if err := r.Boot(withTimeout(t, time.Minute), m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	awaitTick(t, m, 1)
+	ctx := withTimeout(t, time.Minute)
+	obs, err := r.Observe(ctx, m.Name)
+	if err != nil || obs.State != vmruntime.StateRunning || obs.PID == 0 {
+		t.Fatalf("Observe = %+v, %v, want Running with a pid", obs, err)
+	}
+	if err := syscall.Kill(obs.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.lookup(m.Name).process().wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	obs, err = r.Observe(ctx, m.Name)
+	if err != nil || obs.State != vmruntime.StateStopped {
+		t.Fatalf("Observe after kill -9 = %+v, %v, want Stopped", obs, err)
+	}
+	if !strings.Contains(obs.Exit, "killed") || !strings.Contains(obs.Exit, "vmlet-test tick") {
+		t.Errorf("Exit = %q, want the signal and the console's tail", obs.Exit)
+	}
+}
+
+func TestRealAdoptAfterRestart(t *testing.T) {
+	first := newRealRuntime(t)
+	kernel, initrd := testKernel(t), buildCounterInitrd(t)
+	stateRoot := t.TempDir()
+	m := counterMachine(t, stateRoot, "adopted", kernel, initrd)
+	killOnCleanup(t, first, m.Name)
+
+	if err := first.Boot(withTimeout(t, time.Minute), m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	// A daemon that dies drops its QMP connection, which frees the socket
+	// for the next one.
+	v := first.lookup(m.Name)
+	v.dropMonitor(v.mon)
+
+	second := newRealRuntime(t)
+	ctx := withTimeout(t, time.Minute)
+	names, err := second.Adopt(ctx, stateRoot)
+	if err != nil || len(names) != 1 || names[0] != m.Name {
+		t.Fatalf("Adopt = %v, %v, want [%s]", names, err, m.Name)
+	}
+	obs, err := second.Observe(ctx, m.Name)
+	if err != nil || obs.State != vmruntime.StateRunning {
+		t.Fatalf("Observe adopted = %+v, %v, want Running", obs, err)
+	}
+	if err := second.Kill(ctx, m.Name); err != nil {
+		t.Fatalf("Kill adopted: %v", err)
+	}
+	if obs, _ := second.Observe(ctx, m.Name); obs.State != vmruntime.StateStopped {
+		t.Errorf("Observe after Kill = %+v, want Stopped", obs)
+	}
+}
+
+func TestRealStopKillsAfterTimeout(t *testing.T) {
+	r := newRealRuntime(t)
+	kernel, initrd := testKernel(t), buildCounterInitrd(t)
+	m := counterMachine(t, t.TempDir(), "stop", kernel, initrd)
+	killOnCleanup(t, r, m.Name)
+
+	if err := r.Boot(withTimeout(t, time.Minute), m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	awaitTick(t, m, 1)
+	ctx := withTimeout(t, time.Minute)
+	if err := r.Stop(ctx, m); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	obs, err := r.Observe(ctx, m.Name)
+	if err != nil || obs.State != vmruntime.StateStopped || obs.Exit != "" {
+		t.Errorf("Observe after Stop = %+v, %v, want Stopped without an exit", obs, err)
+	}
+	if _, err := os.Stat(filepath.Join(m.StateDir, pidFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file after Stop: %v, want it gone", err)
+	}
+}
