@@ -192,10 +192,15 @@ func (m *monitor) bound(ctx context.Context) func() {
 	return func() { stop() }
 }
 
-// ctxErr prefers the context's error over the I/O error it caused.
+// ctxErr prefers the context's error over the I/O error it caused. The
+// connection's deadline is the context's, and may fire a moment before the
+// context reports it.
 func ctxErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 	}
 	return err
 }
