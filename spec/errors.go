@@ -31,7 +31,8 @@ var (
 
 // FieldError is one problem in a manifest, at a line where the YAML has one.
 // Its text is "FILE:LINE: FIELD: message"; the line is left out when it is
-// 0 and the field when it is empty (a problem with the whole file).
+// 0 and the field when it is empty (a problem with the whole file). Without
+// a file name the text starts "line LINE: ".
 type FieldError struct {
 	File    string
 	Line    int
@@ -47,12 +48,14 @@ type FieldError struct {
 // Error returns the problem as one line.
 func (e *FieldError) Error() string {
 	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		b.WriteByte(':')
-		b.WriteString(strconv.Itoa(e.Line))
+	switch {
+	case e.File != "" && e.Line > 0:
+		b.WriteString(e.File + ":" + strconv.Itoa(e.Line) + ": ")
+	case e.File != "":
+		b.WriteString(e.File + ": ")
+	case e.Line > 0:
+		b.WriteString("line " + strconv.Itoa(e.Line) + ": ")
 	}
-	b.WriteString(": ")
 	if e.Field != "" {
 		b.WriteString(e.Field)
 		b.WriteString(": ")

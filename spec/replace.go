@@ -1,0 +1,394 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// ReplaceStatus returns data with its top-level status member replaced by
+// st, or added as the last member of the top-level mapping where there is
+// none; a nil st removes the member. Every byte outside the member is kept.
+// The status is written in the document's own style: a block in block
+// YAML, a member of the mapping in flow-style YAML and JSON. ReplaceStatus
+// does not modify data; it fails when data is not one well-formed YAML
+// document whose top level is a mapping.
+func ReplaceStatus(data []byte, st *Status) ([]byte, error) {
+	root, err := parseDocument("", data)
+	if err != nil {
+		return nil, fmt.Errorf("writing status: %w", err)
+	}
+	e := &editor{t: newText(data), root: root}
+	out, err := e.replaceStatus(st)
+	if err != nil {
+		return nil, fmt.Errorf("writing status: %w", err)
+	}
+	if err := checkStatus(out, st); err != nil {
+		return nil, fmt.Errorf("writing status: %w", err)
+	}
+	return out, nil
+}
+
+// editor edits the text of a parsed document in place.
+type editor struct {
+	t    *text
+	root *yaml.Node
+}
+
+func (e *editor) replaceStatus(st *Status) ([]byte, error) {
+	i, err := memberIndex(e.root, "status")
+	if err != nil {
+		return nil, err
+	}
+	if e.root.Style&yaml.FlowStyle != 0 {
+		return e.flowStatus(i, st)
+	}
+	return e.blockStatus(i, st)
+}
+
+// memberIndex returns the index in m.Content of key, or -1.
+func memberIndex(m *yaml.Node, key string) (int, error) {
+	found := -1
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value != key {
+			continue
+		}
+		if found >= 0 {
+			return 0, fmt.Errorf("%w: the mapping has %q twice", errEdit, key)
+		}
+		found = i
+	}
+	return found, nil
+}
+
+func (e *editor) blockStatus(i int, st *Status) ([]byte, error) {
+	if i < 0 && st == nil {
+		return e.t.data, nil
+	}
+	if i < 0 {
+		return e.appendBlock(st)
+	}
+	key := e.root.Content[i]
+	start, end := e.blockRegion(i)
+	if st == nil {
+		return splice(e.t.data, start, end, ""), nil
+	}
+	endsWithBreak := end > start && breakBefore(e.t.data, end)
+	repl, err := e.blockText(st, key.Column-1, endsWithBreak)
+	if err != nil {
+		return nil, err
+	}
+	if start == e.t.offset(key.Line, key.Column) {
+		repl = strings.TrimLeft(repl, " ")
+	}
+	return splice(e.t.data, start, end, repl), nil
+}
+
+// blockRegion returns the bytes of the member at i of a block mapping: from
+// the start of its key's line to the end of the last line before the next
+// member that holds anything but blanks and comments at the key's
+// indentation. Those comments stay: they belong to what follows.
+func (e *editor) blockRegion(i int) (start, end int) {
+	t, key := e.t, e.root.Content[i]
+	start = t.lineStart(key.Line)
+	if len(bytes.TrimLeft(t.data[start:t.offset(key.Line, key.Column)], " ")) > 0 {
+		start = t.offset(key.Line, key.Column)
+	}
+	bound := t.lines() + 1
+	if i+2 < len(e.root.Content) {
+		bound = e.root.Content[i+2].Line
+	}
+	last := key.Line
+	for l := key.Line + 1; l < bound && !e.docMarker(l); l++ {
+		n, blankOrComment := t.indent(l)
+		if len(bytes.TrimSpace(t.lineText(l))) == 0 {
+			continue
+		}
+		if !blankOrComment || n > key.Column-1 {
+			last = l
+		}
+	}
+	return start, t.lineStart(last + 1)
+}
+
+// docMarker reports whether line is a document start or end marker.
+func (e *editor) docMarker(line int) bool {
+	b := e.t.lineText(line)
+	if !bytes.HasPrefix(b, []byte("---")) && !bytes.HasPrefix(b, []byte("...")) {
+		return false
+	}
+	return len(b) == 3 || b[3] == ' ' || b[3] == '\t'
+}
+
+func breakBefore(data []byte, end int) bool {
+	c := data[end-1]
+	return c == '\n' || c == '\r' || c == 0x85 || c == 0xa8 || c == 0xa9
+}
+
+// appendBlock adds the status as the last member of a block mapping, at
+// the end of the document or before its end marker.
+func (e *editor) appendBlock(st *Status) ([]byte, error) {
+	t := e.t
+	at := len(t.data)
+	for l := t.lines(); l > 0; l-- {
+		if len(bytes.TrimSpace(t.lineText(l))) == 0 {
+			continue
+		}
+		if e.docMarker(l) && bytes.HasPrefix(t.lineText(l), []byte("...")) {
+			at = t.lineStart(l)
+		}
+		break
+	}
+	column := e.root.Content[0].Column
+	if at < len(t.data) || (at > 0 && breakBefore(t.data, at)) {
+		repl, err := e.blockText(st, column-1, true)
+		return splice(t.data, at, at, repl), err
+	}
+	repl, err := e.blockText(st, column-1, false)
+	if at > 0 {
+		repl = t.eol() + repl
+	}
+	return splice(t.data, at, at, repl), err
+}
+
+// blockText returns "status:" and the status in block YAML, each line
+// indented by indent spaces, with the document's line breaks.
+func (e *editor) blockText(st *Status, indent int, trailingBreak bool) (string, error) {
+	node, err := statusNode(st)
+	if err != nil {
+		return "", err
+	}
+	doc := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+		{Kind: yaml.ScalarNode, Tag: "!!str", Value: "status"}, node,
+	}}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(e.indentUnit())
+	if err := enc.Encode(doc); err != nil {
+		return "", fmt.Errorf("encoding status: %w", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	prefix := strings.Repeat(" ", indent)
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	out := strings.Join(lines, e.t.eol())
+	if trailingBreak {
+		out += e.t.eol()
+	}
+	return out, nil
+}
+
+// indentUnit returns how far the document indents a nested block mapping,
+// or 2 where it has none.
+func (e *editor) indentUnit() int {
+	for i := 0; i+1 < len(e.root.Content); i += 2 {
+		key, val := e.root.Content[i], e.root.Content[i+1]
+		if val.Kind == yaml.MappingNode && val.Style&yaml.FlowStyle == 0 && len(val.Content) > 0 {
+			if unit := val.Content[0].Column - key.Column; unit > 0 {
+				return unit
+			}
+		}
+	}
+	return 2
+}
+
+// statusNode returns the status as a YAML node tree in block style, with
+// the members in the order of the Go type.
+func statusNode(st *Status) (*yaml.Node, error) {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("encoding status: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("encoding status: %w", err)
+	}
+	node := doc.Content[0]
+	plainStyle(node)
+	return node, nil
+}
+
+func plainStyle(n *yaml.Node) {
+	n.Style = 0
+	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "\n") {
+		n.Style = yaml.LiteralStyle
+	}
+	for _, c := range n.Content {
+		plainStyle(c)
+	}
+}
+
+func (e *editor) flowStatus(i int, st *Status) ([]byte, error) {
+	if i < 0 && st == nil {
+		return e.t.data, nil
+	}
+	if i < 0 {
+		return e.appendFlow(st)
+	}
+	val := e.root.Content[i+1]
+	start := e.t.offset(val.Line, val.Column)
+	end, err := e.valueEnd(start)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return e.removeFlowMember(i, end)
+	}
+	repl, err := e.flowValue(st, e.lineIndent(e.root.Content[i].Line))
+	return splice(e.t.data, start, end, repl), err
+}
+
+// valueEnd returns the end of the flow value at start. A value with an
+// anchor, tag or alias is not edited.
+func (e *editor) valueEnd(start int) (int, error) {
+	if start >= len(e.t.data) || strings.IndexByte("&!*", e.t.data[start]) >= 0 {
+		return 0, fmt.Errorf("%w: the value has an anchor, tag or alias", errEdit)
+	}
+	end, _, err := flowEnd(e.t.data, start)
+	return end, err
+}
+
+// removeFlowMember removes the member at i, which ends at end, with the
+// comma that separates it from its neighbour.
+func (e *editor) removeFlowMember(i, end int) ([]byte, error) {
+	data := e.t.data
+	key := e.root.Content[i]
+	start := e.t.offset(key.Line, key.Column)
+	if i > 0 {
+		j := start - 1
+		for j >= 0 && isSpace(data[j]) {
+			j--
+		}
+		if j < 0 || data[j] != ',' {
+			return nil, fmt.Errorf("%w: no comma before the status member", errEdit)
+		}
+		return splice(data, j, end, ""), nil
+	}
+	j := skipSpace(data, end)
+	if j < len(data) && data[j] == ',' {
+		end = skipSpace(data, j+1)
+	}
+	return splice(data, start, end, ""), nil
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && isSpace(data[i]) {
+		i++
+	}
+	return i
+}
+
+// appendFlow adds the status as the last member of a flow mapping.
+func (e *editor) appendFlow(st *Status) ([]byte, error) {
+	data := e.t.data
+	open := e.t.offset(e.root.Line, e.root.Column)
+	end, last, err := collectionEnd(data, open)
+	if err != nil {
+		return nil, err
+	}
+	multiline := bytes.ContainsAny(data[open:end], "\r\n")
+	indent := e.lineIndent(e.root.Line) + e.flowUnit()
+	member, err := e.flowMember(st, indent, multiline)
+	if err != nil {
+		return nil, err
+	}
+	sep := " "
+	switch {
+	case multiline:
+		sep = e.t.eol() + strings.Repeat(" ", indent)
+	case !bytes.Contains(data[open:end], []byte(": ")):
+		sep = ""
+	}
+	switch {
+	case len(e.root.Content) == 0:
+		return splice(data, end-1, end-1, member), nil
+	case data[last-1] == ',':
+		return splice(data, last, last, sep+member), nil
+	}
+	return splice(data, last, last, ","+sep+member), nil
+}
+
+func (e *editor) flowMember(st *Status, indent int, multiline bool) (string, error) {
+	key := "status"
+	if len(e.root.Content) > 0 && e.root.Content[0].Style&yaml.DoubleQuotedStyle != 0 {
+		key = `"status"`
+	}
+	if !multiline {
+		indent = -1
+	}
+	value, err := e.flowValue(st, indent)
+	return key + ": " + value, err
+}
+
+// flowValue returns the status as JSON, which flow-style YAML accepts too:
+// indented to sit at indent spaces in a multi-line document, or compact
+// when indent is negative.
+func (e *editor) flowValue(st *Status, indent int) (string, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if indent >= 0 && e.multiline() {
+		enc.SetIndent(strings.Repeat(" ", indent), strings.Repeat(" ", e.flowUnit()))
+	}
+	if err := enc.Encode(st); err != nil {
+		return "", fmt.Errorf("encoding status: %w", err)
+	}
+	out := strings.TrimSuffix(buf.String(), "\n")
+	return strings.ReplaceAll(out, "\n", e.t.eol()), nil
+}
+
+func (e *editor) multiline() bool {
+	return len(e.root.Content) > 0 && e.root.Content[0].Line != e.root.Line
+}
+
+// flowUnit returns the indentation of the first member of a multi-line
+// flow mapping relative to its opening line, or 2.
+func (e *editor) flowUnit() int {
+	if !e.multiline() {
+		return 2
+	}
+	unit := e.root.Content[0].Column - 1 - e.lineIndent(e.root.Line)
+	if unit <= 0 {
+		return 2
+	}
+	return unit
+}
+
+func (e *editor) lineIndent(line int) int {
+	n, _ := e.t.indent(line)
+	return n
+}
+
+func splice(data []byte, start, end int, repl string) []byte {
+	out := make([]byte, 0, len(data)-(end-start)+len(repl))
+	out = append(out, data[:start]...)
+	out = append(out, repl...)
+	return append(out, data[end:]...)
+}
+
+// checkStatus parses the edited document and checks that it holds st, so
+// that an edit gone wrong fails instead of reaching the file.
+func checkStatus(out []byte, st *Status) error {
+	root, err := parseDocument("", out)
+	if err != nil {
+		return fmt.Errorf("%w: the result does not parse: %w", errEdit, err)
+	}
+	loadSchemas()
+	got, warns := decodeStatus("", root)
+	if len(warns) > 0 {
+		return fmt.Errorf("%w: the result's status does not decode: %w", errEdit, warns)
+	}
+	want, _ := json.Marshal(st)
+	have, _ := json.Marshal(got)
+	if st == nil && got == nil {
+		return nil
+	}
+	if !bytes.Equal(want, have) {
+		return fmt.Errorf("%w: the result's status differs", errEdit)
+	}
+	return nil
+}

@@ -1,0 +1,284 @@
+package spec
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// errNoExchange means the filesystem cannot swap two names atomically.
+var errNoExchange = errors.New("atomic exchange not supported")
+
+// Hooks for tests: exchangeFiles swaps two names, beforeSwap runs between
+// the temp file's fsync and the swap.
+var (
+	exchangeFiles = exchange
+	beforeSwap    func(target string)
+)
+
+// WriteStatus writes st into the manifest at path, whose content the caller
+// read as read, changing only the top-level status member (see
+// ReplaceStatus). The write is atomic and durable: a temp file in the same
+// folder, named so that the watcher ignores it, is fsynced and swapped in,
+// and the folder is fsynced. The file's mode and, where allowed, its owner
+// are kept; a symlink is written through to its target.
+//
+// The swap is an atomic exchange, so no edit by a writer that replaces the
+// file by rename is lost: when what comes out of the swap differs from
+// read, the user's file is swapped back and WriteStatus returns
+// ErrConflict, and the caller re-reads. A writer that rewrites the file in
+// place after the swap can still lose its edit; one that does so before
+// the swap is detected the same way. Where the filesystem has no atomic
+// exchange the file is re-read and compared before a plain rename.
+//
+// WriteStatus returns ErrNotWritable when no write bit is set for anyone
+// (honoured even for root) or the write fails with a permission or
+// read-only filesystem error. vmlet's writers to one folder are serialized
+// with flock(2) on the folder, across processes.
+func WriteStatus(path string, read []byte, st *Status) error {
+	out, err := ReplaceStatus(read, st)
+	if err != nil {
+		return fmt.Errorf("writing status to %q: %w", path, err)
+	}
+	if bytes.Equal(out, read) {
+		return nil
+	}
+	if err := replaceManifest(path, read, out); err != nil {
+		return fmt.Errorf("writing status to %q: %w", path, err)
+	}
+	return nil
+}
+
+// SetDesiredState sets spec.desiredState in the manifest at path, changing
+// only that value's bytes (or adding the member where the spec has none),
+// with the same atomic write as WriteStatus. It retries when the file
+// changes under it.
+func SetDesiredState(path string, state DesiredState) error {
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("setting desired state in %q: %w", path, err)
+	}
+	for range 3 {
+		err = setDesiredState(target, state)
+		if !errors.Is(err, ErrConflict) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("setting desired state in %q: %w", path, err)
+	}
+	return nil
+}
+
+func setDesiredState(target string, state DesiredState) error {
+	read, err := os.ReadFile(target)
+	if err != nil {
+		return err
+	}
+	out, err := ReplaceDesiredState(read, state)
+	if err != nil || bytes.Equal(out, read) {
+		return err
+	}
+	return replaceManifest(target, read, out)
+}
+
+// replaceManifest swaps out in for the manifest at path, if it still holds
+// read.
+func replaceManifest(path string, read, out []byte) error {
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
+	unlock, err := lockFolder(filepath.Dir(target))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	info, err := os.Stat(target)
+	if err != nil {
+		return err
+	}
+	if info.Mode().Perm()&0o222 == 0 {
+		return fmt.Errorf("%w: no write bit is set", ErrNotWritable)
+	}
+	tmp, err := writeTemp(target, out, info.Mode().Perm(), info)
+	if err != nil {
+		return notWritable(err)
+	}
+	defer os.Remove(tmp)
+	return swapIfUnchanged(tmp, target, read)
+}
+
+// swapIfUnchanged exchanges tmp and target, and swaps back when what came
+// out is not read. Without an atomic exchange it compares, then renames.
+func swapIfUnchanged(tmp, target string, read []byte) error {
+	if beforeSwap != nil {
+		beforeSwap(target)
+	}
+	err := exchangeFiles(tmp, target)
+	if errors.Is(err, errNoExchange) {
+		return renameIfUnchanged(tmp, target, read)
+	}
+	if err != nil {
+		return notWritable(err)
+	}
+	if !sameContent(tmp, read) {
+		if err := exchangeFiles(tmp, target); err != nil {
+			return fmt.Errorf("restoring the file written since it was read: %w", err)
+		}
+		return errors.Join(ErrConflict, syncDir(filepath.Dir(target)))
+	}
+	return syncDir(filepath.Dir(target))
+}
+
+func renameIfUnchanged(tmp, target string, read []byte) error {
+	if !sameContent(target, read) {
+		return ErrConflict
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		return notWritable(err)
+	}
+	return syncDir(filepath.Dir(target))
+}
+
+// sameContent reports whether the file at path holds exactly want.
+func sameContent(path string, want []byte) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	got, err := io.ReadAll(io.LimitReader(f, int64(len(want))+1))
+	return err == nil && bytes.Equal(got, want)
+}
+
+// notWritable marks permission and read-only filesystem errors with
+// ErrNotWritable.
+func notWritable(err error) error {
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("%w: %w", ErrNotWritable, err)
+	}
+	return err
+}
+
+// WriteFile writes data to path atomically and durably: a temp file in the
+// same folder (a dotfile the watcher ignores) is written, fsynced and
+// renamed over path, and the folder is fsynced. It follows no symlink and
+// compares nothing: the last writer wins.
+func WriteFile(path string, data []byte, mode os.FileMode) error {
+	tmp, err := writeTemp(path, data, mode, nil)
+	if err != nil {
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	return nil
+}
+
+// writeTemp writes data to a new fsynced file beside path, named
+// ".NAME.vmlet-tmp-RANDOM", with mode and, when like is not nil, the owner
+// of like. It returns the temp file's path.
+func writeTemp(path string, data []byte, mode os.FileMode, like os.FileInfo) (string, error) {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".vmlet-tmp-"+randomSuffix())
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	err = fillTemp(f, data, mode, like)
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+func fillTemp(f *os.File, data []byte, mode os.FileMode, like os.FileInfo) error {
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if like != nil {
+		keepOwner(f, like)
+	}
+	return f.Sync()
+}
+
+func randomSuffix() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing folder %q: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteStatusFile writes st to path, the status file of a manifest that
+// cannot hold its own (<state>/vms/<name>/status.yaml), creating its folder
+// with mode 0700. The file is the status mapping in YAML, written with
+// WriteFile.
+func WriteStatusFile(path string, st *Status) error {
+	node, err := statusNode(st)
+	if err != nil {
+		return fmt.Errorf("writing status file %q: %w", path, err)
+	}
+	data, err := yaml.Marshal(node)
+	if err != nil {
+		return fmt.Errorf("writing status file %q: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("writing status file %q: %w", path, err)
+	}
+	return WriteFile(path, data, 0o644)
+}
+
+// ReadStatusFile reads a status file written by WriteStatusFile. When the
+// file does not exist the error wraps os.ErrNotExist.
+func ReadStatusFile(path string) (*Status, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading status file: %w", err)
+	}
+	root, err := parseDocument(path, data)
+	if err != nil {
+		return nil, fmt.Errorf("reading status file: %w", err)
+	}
+	loadSchemas()
+	d := &decoder{file: path, lines: map[string]int{}}
+	tree, _ := d.value(root, statusSchema, "status")
+	if len(d.errs) > 0 {
+		return nil, fmt.Errorf("reading status file: %w", d.errs)
+	}
+	st := &Status{}
+	if err := strictJSON(tree, st); err != nil {
+		return nil, fmt.Errorf("reading status file %q: %w", path, err)
+	}
+	return st, nil
+}
