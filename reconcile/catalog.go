@@ -2,7 +2,19 @@ package reconcile
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
 	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/vmlet/vmlet/spec"
 )
 
 // Catalog tracks which manifest files claim which VM names. It is safe for
@@ -14,32 +26,291 @@ import (
 // A name belongs to the first file that claimed it in the daemon's life (at
 // the first Relist, the first in path order). Other files with the same name
 // get Valid=False, reason DuplicateName, and are not acted on. When the
-// owner's file goes away or stops claiming the name, the name passes to the
-// earliest remaining claimant.
+// owner's file goes away or stops claiming the name, the name passes at once
+// to the earliest remaining claimant; a Relist does the same for a removal
+// the caller never reported.
+//
+// Parses are cached: a file whose size, modification time and inode are
+// unchanged is not read again.
 type Catalog struct {
 	dir string
-	mu  sync.Mutex
+
+	mu      sync.Mutex
+	files   map[string]*catalogFile   // by path
+	claims  map[string][]*catalogFile // by name, in claim order
+	nextSeq uint64
+}
+
+// catalogFile is one manifest file the catalog knows.
+type catalogFile struct {
+	path  string
+	stamp fileStamp
+	m     *spec.Manifest
+	name  string // the name it claims; "" when it has no usable name
+	seq   uint64 // claim order
+}
+
+// fileStamp tells whether a file changed since it was parsed.
+type fileStamp struct {
+	size    int64
+	modTime time.Time
+	inode   uint64
+}
+
+func stampOf(fi fs.FileInfo) fileStamp {
+	return fileStamp{size: fi.Size(), modTime: fi.ModTime(), inode: inode(fi)}
 }
 
 // NewCatalog returns an empty catalog of the manifest folder dir.
 func NewCatalog(dir string) *Catalog {
-	return &Catalog{dir: dir}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return &Catalog{
+		dir:    dir,
+		files:  make(map[string]*catalogFile),
+		claims: make(map[string][]*catalogFile),
+	}
 }
 
+// Dir returns the manifest folder, made absolute.
+func (c *Catalog) Dir() string { return c.dir }
+
 // Relist reads the folder, loads new and changed files, forgets vanished
-// ones, and returns every key to queue: all of them on the first call.
+// ones, and returns every key in the catalog, sorted, plus the keys that
+// vanished: a periodic Relist re-checks every VM, which is how a VM that
+// crashed without a file event is noticed.
 func (c *Catalog) Relist() ([]string, error) {
-	return nil, errors.New("relist: not implemented")
+	paths, err := c.listPaths()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	keys := make(map[string]bool)
+	present := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		present[p] = true
+		c.refresh(p, keys)
+	}
+	for p := range c.files {
+		if !present[p] {
+			c.forget(p, keys)
+		}
+	}
+	for p, f := range c.files {
+		keys[f.key(p)] = true
+	}
+	return sortedKeys(keys), nil
+}
+
+// listPaths returns the manifest files in the folder in path order.
+func (c *Catalog) listPaths() ([]string, error) {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing manifest folder %q: %w", c.dir, err)
+	}
+	var paths []string
+	for _, e := range entries {
+		if spec.IsManifestName(e.Name()) && !e.IsDir() {
+			paths = append(paths, filepath.Join(c.dir, e.Name()))
+		}
+	}
+	sort.Strings(paths)
+	return paths, nil
 }
 
 // Update records that the file at path appeared or changed, and returns the
-// keys to queue: the names it claimed before and claims now.
+// keys to queue: the names it claimed before and claims now, or its path
+// where it has no name. A file that is gone by now counts as removed.
 func (c *Catalog) Update(path string) []string {
-	return nil
+	path = c.clean(path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	keys := make(map[string]bool)
+	c.refresh(path, keys)
+	return sortedKeys(keys)
 }
 
 // Remove records that the file at path is gone and returns the keys to
 // queue.
 func (c *Catalog) Remove(path string) []string {
-	return nil
+	path = c.clean(path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	keys := make(map[string]bool)
+	c.forget(path, keys)
+	return sortedKeys(keys)
+}
+
+// Keys returns every key in the catalog, sorted.
+func (c *Catalog) Keys() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	keys := make(map[string]bool, len(c.files))
+	for p, f := range c.files {
+		keys[f.key(p)] = true
+	}
+	return sortedKeys(keys)
+}
+
+func (c *Catalog) clean(path string) string {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(c.dir, path)
+	}
+	return filepath.Clean(path)
+}
+
+// refresh re-reads path when it changed and adds the keys it touched.
+func (c *Catalog) refresh(path string, keys map[string]bool) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		c.forget(path, keys)
+		return
+	}
+	f := c.files[path]
+	if f != nil && err == nil && f.stamp == stampOf(fi) {
+		return
+	}
+	c.load(path, fi, err, keys)
+}
+
+// load parses path and moves its claim when its name changed. A file that
+// cannot be stat'ed or read is kept with the error as its manifest's Err.
+func (c *Catalog) load(path string, fi fs.FileInfo, statErr error, keys map[string]bool) {
+	m, stamp := loadManifest(path, fi, statErr)
+	f := c.files[path]
+	if f == nil {
+		f = &catalogFile{path: path}
+		c.files[path] = f
+	}
+	keys[f.key(path)] = true
+	f.m, f.stamp = m, stamp
+	c.claim(f, usableName(m))
+	keys[f.key(path)] = true
+}
+
+func loadManifest(path string, fi fs.FileInfo, statErr error) (*spec.Manifest, fileStamp) {
+	if statErr != nil {
+		return &spec.Manifest{Path: path, Err: statErr}, fileStamp{}
+	}
+	m, err := spec.Load(path)
+	if err != nil {
+		return &spec.Manifest{Path: path, Err: err}, fileStamp{}
+	}
+	return m, stampOf(fi)
+}
+
+// usableName returns the manifest's name when it can key a VM: a DNS-1123
+// label, which is also safe as a folder name.
+func usableName(m *spec.Manifest) string {
+	if m.Name == "" || len(validation.IsDNS1123Label(m.Name)) > 0 {
+		return ""
+	}
+	return m.Name
+}
+
+// claim makes f claim name, at the end of the claim order when the name is
+// new to f.
+func (c *Catalog) claim(f *catalogFile, name string) {
+	if f.name == name {
+		return
+	}
+	c.unclaim(f)
+	f.name = name
+	if name == "" {
+		return
+	}
+	c.nextSeq++
+	f.seq = c.nextSeq
+	c.claims[name] = append(c.claims[name], f)
+}
+
+func (c *Catalog) unclaim(f *catalogFile) {
+	if f.name == "" {
+		return
+	}
+	rest := slices.DeleteFunc(c.claims[f.name], func(o *catalogFile) bool { return o == f })
+	if len(rest) == 0 {
+		delete(c.claims, f.name)
+	} else {
+		c.claims[f.name] = rest
+	}
+	f.name = ""
+}
+
+// forget drops path and adds the key it had.
+func (c *Catalog) forget(path string, keys map[string]bool) {
+	f := c.files[path]
+	if f == nil {
+		return
+	}
+	keys[f.key(path)] = true
+	c.unclaim(f)
+	delete(c.files, path)
+}
+
+// key returns the key of the file at path: its name, or its path.
+func (f *catalogFile) key(path string) string {
+	if f.name != "" {
+		return f.name
+	}
+	return path
+}
+
+// isPathKey reports whether key names a file rather than a VM.
+func isPathKey(key string) bool { return strings.ContainsRune(key, '/') }
+
+// entry is what the catalog holds for one key.
+type entry struct {
+	// Owner is the manifest that owns the name, or the file a path key
+	// names; nil when no file claims the key any more.
+	Owner *spec.Manifest
+	// Duplicates are the other files claiming the same name.
+	Duplicates []*spec.Manifest
+}
+
+// lookup returns the manifests behind key, re-reading any that changed on
+// disk since they were parsed.
+func (c *Catalog) lookup(key string) entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	if isPathKey(key) {
+		return c.lookupPath(key)
+	}
+	for _, f := range slices.Clone(c.claims[key]) {
+		c.refresh(f.path, make(map[string]bool))
+	}
+	var e entry
+	for i, f := range c.claims[key] {
+		if i == 0 {
+			e.Owner = f.m
+		} else {
+			e.Duplicates = append(e.Duplicates, f.m)
+		}
+	}
+	return e
+}
+
+func (c *Catalog) lookupPath(path string) entry {
+	c.refresh(path, make(map[string]bool))
+	f := c.files[path]
+	if f == nil || f.name != "" {
+		return entry{}
+	}
+	return entry{Owner: f.m}
+}
+
+func sortedKeys(keys map[string]bool) []string {
+	out := make([]string, 0, len(keys))
+	for k := range keys {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

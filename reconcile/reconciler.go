@@ -3,10 +3,15 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
 	"k8s.io/utils/clock"
 
+	"github.com/vmlet/vmlet/spec"
 	"github.com/vmlet/vmlet/vmruntime"
 )
 
@@ -64,9 +69,26 @@ type Result struct {
 // called for two keys at once; Adopt and PurgeTrash may run beside it.
 type Reconciler struct {
 	cfg Config
+
+	mu  sync.Mutex
+	vms map[string]*memo
 }
 
-// New checks cfg, fills in its defaults and returns a Reconciler.
+// memo is what a Reconciler remembers of one VM between reconciles.
+type memo struct {
+	rec       *record
+	recLoaded bool
+	// note is the outcome of the last transition, shown in Ready.
+	note *note
+	// stateStatus is the content of the VM's status.yaml.
+	stateStatus *spec.Status
+	stateLoaded bool
+	// logged is the last manifest error logged, so it is logged once.
+	logged string
+}
+
+// New checks cfg, fills in its defaults, creates the state folder's vms
+// folder and returns a Reconciler.
 func New(cfg Config) (*Reconciler, error) {
 	if cfg.Runtime == nil || cfg.Catalog == nil || cfg.StateDir == "" {
 		return nil, errors.New("reconcile config: runtime, catalog and state folder are required")
@@ -80,22 +102,115 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.SaveTimeout <= 0 {
 		cfg.SaveTimeout = DefaultSaveTimeout
 	}
-	return &Reconciler{cfg: cfg}, nil
+	if err := ensureDir(filepath.Join(cfg.StateDir, "vms")); err != nil {
+		return nil, err
+	}
+	return &Reconciler{cfg: cfg, vms: make(map[string]*memo)}, nil
+}
+
+// memo returns the memo of name, creating it. The caller holds r.mu.
+func (r *Reconciler) memoLocked(name string) *memo {
+	mm := r.vms[name]
+	if mm == nil {
+		mm = &memo{}
+		r.vms[name] = mm
+	}
+	return mm
+}
+
+// forget drops what the Reconciler remembers of name.
+func (r *Reconciler) forget(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.vms, name)
+}
+
+// cachedRecord returns the VM's record, read from its state folder once.
+func (r *Reconciler) cachedRecord(name string) (*record, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	mm := r.memoLocked(name)
+	if !mm.recLoaded {
+		rec, err := r.readRecord(name)
+		if err != nil {
+			return nil, err
+		}
+		mm.rec, mm.recLoaded = rec, true
+	}
+	return mm.rec, nil
+}
+
+func (r *Reconciler) setNote(name string, n *note) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.memoLocked(name).note = n
+}
+
+func (r *Reconciler) noteOf(name string) *note {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.memoLocked(name).note
 }
 
 // Adopt runs once at start: it lets the runtime take over VMs an earlier
-// daemon left running and returns the keys to queue.
+// daemon left running, and returns their names together with those of
+// every VM its state folder records, so that each is reconciled: a VM whose
+// manifest went while the daemon was down is stopped and its checkpoint
+// moved to the trash.
 func (r *Reconciler) Adopt(ctx context.Context) ([]string, error) {
-	return nil, nil
+	keys := make(map[string]bool)
+	if a, ok := r.cfg.Runtime.(vmruntime.Adopter); ok {
+		names, err := a.Adopt(ctx, r.cfg.StateDir)
+		if err != nil {
+			return nil, fmt.Errorf("adopting VMs: %w", err)
+		}
+		for _, n := range names {
+			keys[n] = true
+		}
+	}
+	if err := r.addRecorded(keys); err != nil {
+		return nil, err
+	}
+	return sortedKeys(keys), nil
 }
 
-// Reconcile runs at most one transition for key and writes the status that
-// results.
-func (r *Reconciler) Reconcile(ctx context.Context, key string) (Result, error) {
-	return Result{}, errors.New("reconcile: not implemented")
-}
-
-// PurgeTrash deletes trash entries older than the retention window.
-func (r *Reconciler) PurgeTrash() error {
+// addRecorded adds the names of VM folders that hold a record or a
+// checkpoint.
+func (r *Reconciler) addRecorded(keys map[string]bool) error {
+	entries, err := os.ReadDir(filepath.Join(r.cfg.StateDir, "vms"))
+	if err != nil {
+		return fmt.Errorf("adopting VMs: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && r.hasState(e.Name()) {
+			keys[e.Name()] = true
+		}
+	}
 	return nil
+}
+
+func (r *Reconciler) hasState(name string) bool {
+	for _, f := range []string{recordFile, checkpointFile, checkpointTempFile} {
+		if _, err := os.Lstat(filepath.Join(r.vmDir(name), f)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Reconcile runs at most one transition for key, after the repairs an
+// interrupted transition calls for, and writes the status that results
+// where it changed. key is a VM name, or the path of a manifest whose name
+// cannot be read.
+func (r *Reconciler) Reconcile(ctx context.Context, key string) (Result, error) {
+	if isPathKey(key) {
+		return r.reconcileFile(ctx, key)
+	}
+	e := r.cfg.Catalog.lookup(key)
+	res, err := r.reconcileVM(ctx, key, e.Owner)
+	derr := r.markDuplicates(ctx, key, e)
+	if err == nil {
+		err = derr
+	}
+	return res, err
 }

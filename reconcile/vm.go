@@ -1,0 +1,253 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/vmlet/vmlet/spec"
+	"github.com/vmlet/vmlet/vmruntime"
+)
+
+// maxSteps bounds the repairs and the transition of one reconcile.
+const maxSteps = 4
+
+// target is what the manifest asks for.
+type target struct {
+	// m is the manifest that owns the name; nil when none does.
+	m *spec.Manifest
+	// machine is derived from a valid manifest; nil for an invalid one.
+	machine      *vmruntime.Machine
+	desired      spec.DesiredState
+	specHash     string
+	readyTimeout time.Duration
+}
+
+func (r *Reconciler) targetFor(m *spec.Manifest) *target {
+	t := &target{m: m}
+	if m == nil || m.Err != nil || m.VM == nil {
+		return t
+	}
+	t.machine = r.machineFor(m)
+	t.desired = m.VM.Spec.DesiredState
+	t.specHash = m.VM.SpecHash()
+	t.readyTimeout = m.VM.Spec.ReadyTimeoutOrDefault()
+	return t
+}
+
+// vmView is a VM as found: the runtime's observation and its state folder.
+// Its record is shared with the memo and must not be changed.
+type vmView struct {
+	name string
+	obs  vmruntime.Observation
+	rec  *record
+	meta *checkpointMeta
+	temp bool
+}
+
+func (r *Reconciler) observe(ctx context.Context, name string) (*vmView, error) {
+	obs, err := r.cfg.Runtime.Observe(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	v := &vmView{name: name, obs: obs}
+	if v.rec, err = r.cachedRecord(name); err != nil {
+		return nil, err
+	}
+	if v.meta, err = r.readCheckpoint(name); err != nil {
+		return nil, err
+	}
+	_, err = os.Lstat(r.checkpointTempPath(name))
+	v.temp = err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return v, nil
+}
+
+// situate gathers what decide looks at.
+func (r *Reconciler) situate(v *vmView, t *target) situation {
+	s := situation{
+		Process:        v.obs.State,
+		Checkpoint:     v.meta != nil,
+		TempCheckpoint: v.temp,
+		Manifest:       t.m != nil,
+		Valid:          t.machine != nil,
+		Desired:        t.desired,
+		Record:         v.rec != nil,
+	}
+	if v.rec != nil {
+		s.Started = v.rec.Started
+		s.BackoffLeft = r.backoffLeft(v.rec)
+	}
+	if t.machine != nil {
+		_, s.Stale = r.staleness(v.meta, t.machine)
+		s.NotSuspendable = r.notSuspendable(t.machine)
+	}
+	return s
+}
+
+// backoffLeft returns how long a crashed VM still waits for its restart.
+func (r *Reconciler) backoffLeft(rec *record) time.Duration {
+	if rec.Failure == nil || rec.Failure.Reason != ReasonCrashed {
+		return 0
+	}
+	return max(rec.NextBootAt.Sub(r.cfg.Clock.Now()), 0)
+}
+
+// staleness returns why the checkpoint cannot be restored into m, as a
+// reason and a message, or two empty strings when it can.
+func (r *Reconciler) staleness(meta *checkpointMeta, m *vmruntime.Machine) (reason, message string) {
+	if meta == nil {
+		return "", ""
+	}
+	if meta.MachineHash != m.MachineHash {
+		return ReasonMachineChanged, "the machine changed since the save (checkpoint " +
+			meta.MachineHash + ", spec " + m.MachineHash + "); revert the spec or set the VM Stopped"
+	}
+	cp, err := r.checkpointer()
+	if err == nil {
+		err = cp.CanRestore(vmruntime.CheckpointInfo{Bytes: meta.Bytes, Runtime: meta.Runtime})
+	}
+	if err != nil {
+		return ReasonRuntimeCannot, err.Error()
+	}
+	if msg := changedDisk(meta.Disks); msg != "" {
+		return ReasonDiskChanged, msg
+	}
+	return "", ""
+}
+
+// notSuspendable returns why m cannot be saved, or "".
+func (r *Reconciler) notSuspendable(m *vmruntime.Machine) string {
+	cp, err := r.checkpointer()
+	if err == nil {
+		err = cp.Suspendable(m)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// reconcileVM repairs, runs at most one transition and publishes the
+// status of the VM called name.
+func (r *Reconciler) reconcileVM(ctx context.Context, name string, m *spec.Manifest) (Result, error) {
+	log := logr.FromContextOrDiscard(ctx).WithValues("vm", name)
+	t := r.targetFor(m)
+	var res Result
+	for range maxSteps {
+		v, err := r.observe(ctx, name)
+		if err != nil {
+			return Result{}, err
+		}
+		s := r.situate(v, t)
+		a := decide(s)
+		if a == actWait {
+			res.RequeueAfter = s.BackoffLeft
+		}
+		if a == actNone || a == actWait {
+			break
+		}
+		if err := r.step(ctx, log, a, s, v, t); err != nil {
+			_, perr := r.publish(ctx, log, name, t)
+			return Result{}, errors.Join(err, perr)
+		}
+		if a == actCrashed {
+			res.RequeueAfter = r.backoffLeft(r.mustRecord(name))
+		}
+		if !a.isRepair() {
+			break
+		}
+	}
+	pres, err := r.publish(ctx, log, name, t)
+	if pres.RequeueAfter > 0 {
+		res = pres
+	}
+	return res, err
+}
+
+func (r *Reconciler) mustRecord(name string) *record {
+	rec, _ := r.cachedRecord(name)
+	if rec == nil {
+		return &record{}
+	}
+	return rec
+}
+
+// step runs one action and logs it: one Info line, and the error once.
+func (r *Reconciler) step(ctx context.Context, log logr.Logger, a action, s situation, v *vmView, t *target) error {
+	from, to := string(s.state()), string(targetState(a, s))
+	log.V(1).Info("Decided", "action", string(a), "desired", string(t.desired))
+	start := r.cfg.Clock.Now()
+	n, err := r.run(ctx, a, v, t)
+	if !a.isRepair() {
+		r.setNote(v.name, n)
+	}
+	d := r.cfg.Clock.Since(start)
+	if err != nil {
+		log.Info("Transition", "from", from, "to", to, "duration", d, "result", "failed")
+		log.Error(err, "Transition failed", "action", string(a), "reason", errorReason(err))
+		return err
+	}
+	log.Info("Transition", "from", from, "to", to, "duration", d, "result", "ok")
+	return nil
+}
+
+// run dispatches an action to its transition.
+func (r *Reconciler) run(ctx context.Context, a action, v *vmView, t *target) (*note, error) {
+	type transition func(context.Context, *vmView, *target) (*note, error)
+	table := map[action]transition{
+		actRemoveTemp:    r.repairTemp,
+		actResumePaused:  r.repairPaused,
+		actKillPaused:    r.repairKill,
+		actTrashConsumed: r.repairConsumed,
+		actBoot:          r.boot,
+		actRestore:       r.restore,
+		actSuspend:       r.suspend,
+		actPrewarm:       r.prewarm,
+		actStop:          r.stop,
+		actDiscard:       r.discard,
+		actCrashed:       r.markCrashed,
+		actForget:        r.forgetStarted,
+		actRemoved:       r.stopRemoved,
+		actCleanRec:      r.forgetRemoved,
+	}
+	return table[a](ctx, v, t)
+}
+
+// targetState names where an action takes the VM, for the log.
+func targetState(a action, s situation) string {
+	switch a {
+	case actBoot, actRestore, actResumePaused, actTrashConsumed:
+		return string(stateRunning)
+	case actSuspend, actPrewarm, actKillPaused:
+		return string(stateSuspended)
+	case actStop, actDiscard, actForget:
+		return string(stateStopped)
+	case actCrashed:
+		return string(spec.PhaseFailed)
+	case actRemoved, actCleanRec:
+		return "Removed"
+	}
+	return string(s.state())
+}
+
+// errorReason classifies a transition error for the log.
+func errorReason(err error) string {
+	switch {
+	case errors.Is(err, vmruntime.ErrMissingFile):
+		return ReasonMissingFile
+	case errors.Is(err, context.DeadlineExceeded):
+		return "Timeout"
+	case errors.Is(err, vmruntime.ErrNotSuspendable):
+		return ReasonNotSuspendable
+	case errors.Is(err, errAgent):
+		return ReasonAgentFailed
+	}
+	return "TransitionFailed"
+}
