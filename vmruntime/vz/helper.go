@@ -57,6 +57,9 @@ type helper struct {
 	// mu serializes lifecycle operations; state and agent requests do not
 	// take it.
 	mu sync.Mutex
+
+	exitMu sync.Mutex
+	exit   string // why the machine stopped, once it has
 }
 
 // runHelper builds the machine described by dir's configuration file with
@@ -136,6 +139,9 @@ func (h *helper) wait(ctx context.Context) error {
 		_ = h.hv.Stop()
 		reason = "helper was signalled to exit"
 	}
+	h.exitMu.Lock()
+	h.exit = reason
+	h.exitMu.Unlock()
 	_ = os.Remove(filepath.Join(h.dir, pidFile))
 	_ = writeExit(h.dir, errors.New(reason))
 	return nil
@@ -202,10 +208,13 @@ func (h *helper) dispatch(req request) response {
 }
 
 func (h *helper) stateResponse() response {
+	h.exitMu.Lock()
+	defer h.exitMu.Unlock()
 	return response{
 		State:          h.hv.State(),
 		PID:            os.Getpid(),
 		NotSuspendable: h.hv.NotSuspendable(),
+		Exit:           h.exit,
 	}
 }
 

@@ -1,6 +1,7 @@
 package vz
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -105,12 +106,18 @@ func (r *Runtime) Observe(ctx context.Context, name string) (vmruntime.Observati
 	}
 	resp, err := v.call(ctx, request{Op: opState})
 	if err != nil {
+		// A helper that ended between the two checks is no error.
 		if v.waitGone(ctx, time.Second) {
 			return r.ended(v), nil
 		}
 		return vmruntime.Observation{}, err
 	}
-	return vmruntime.Observation{State: resp.State, PID: v.pid}, nil
+	o := vmruntime.Observation{State: resp.State, PID: v.pid}
+	// A helper whose machine stopped exits in a moment; report it now.
+	if resp.State == vmruntime.StateStopped && !v.wasStopRequested() {
+		o.Exit = cmp.Or(resp.Exit, "machine stopped")
+	}
+	return o, nil
 }
 
 // ended describes a helper that is gone.

@@ -43,6 +43,8 @@ type response struct {
 	// NotSuspendable is the hypervisor's reason why this machine cannot be
 	// saved; empty when it can.
 	NotSuspendable string `json:"notSuspendable,omitempty"`
+	// Exit is why the machine stopped, once it has.
+	Exit string `json:"exit,omitempty"`
 }
 
 // maxLine bounds one protocol line, so a confused peer cannot make the

@@ -116,6 +116,9 @@ func (r *Runtime) start(ctx context.Context, m *vmruntime.Machine, restorePath s
 // prepareMachine checks m's files, creates missing disks that have a size
 // and returns a copy of m with every path canonical.
 func prepareMachine(m *vmruntime.Machine) (*vmruntime.Machine, error) {
+	if err := os.MkdirAll(m.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state folder: %w", err)
+	}
 	if err := createDisks(m.Disks); err != nil {
 		return nil, err
 	}
