@@ -37,15 +37,17 @@ func (r *Runtime) start(ctx context.Context, m *vmruntime.Machine, l launch) (*v
 	if err := r.prepare(m); err != nil {
 		return nil, err
 	}
-	proc, err := startProcess(r.binary, l.args(), m.StateDir, filepath.Join(m.StateDir, qemuLogFile))
+	logPath := filepath.Join(m.StateDir, qemuLogFile)
+	v := &vm{name: m.Name, stateDir: m.StateDir, logStart: fileSize(logPath)}
+	proc, err := startProcess(r.binary, l.args(), m.StateDir, logPath)
 	if err != nil {
 		return nil, err
 	}
-	v := &vm{name: m.Name, stateDir: m.StateDir, proc: proc}
+	v.proc = proc
 	r.register(v)
 	if err := awaitMonitor(ctx, v); err != nil {
 		r.abandon(v)
-		return nil, fmt.Errorf("starting qemu for %q: %w", m.Name, errorWithLog(err, m.StateDir))
+		return nil, fmt.Errorf("starting qemu for %q: %w", m.Name, v.errorWithLog(err))
 	}
 	return v, nil
 }
@@ -137,7 +139,7 @@ func awaitMonitor(ctx context.Context, v *vm) error {
 		select {
 		case <-ticker.C:
 		case <-v.process().exited():
-			return fmt.Errorf("qemu exited before qmp answered: %s", v.process().exitReason())
+			return fmt.Errorf("%s before qmp answered", v.process().exitReason())
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for qmp: %w", ctx.Err())
 		}
@@ -154,7 +156,7 @@ func (r *Runtime) awaitStatus(ctx context.Context, v *vm, want ...string) error 
 			return nil
 		}
 		if !v.process().alive() {
-			return errorWithLog(fmt.Errorf("qemu ended: %s", v.process().exitReason()), v.stateDir)
+			return v.errorWithLog(errors.New(v.process().exitReason()))
 		}
 		select {
 		case <-ticker.C:
@@ -174,4 +176,13 @@ func (r *Runtime) abandon(v *vm) {
 	defer cancel()
 	proc.wait(ctx)
 	v.release()
+}
+
+// fileSize returns the size of path, or 0 when it cannot be read.
+func fileSize(path string) int64 {
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return info.Size()
 }

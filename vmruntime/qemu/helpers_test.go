@@ -194,3 +194,42 @@ func statBlocks(t *testing.T, path string) int64 {
 	}
 	return st.Blocks
 }
+
+// observer calls Observe in a loop while lifecycle methods run, as the
+// daemon's local API does, so that the race detector sees both sides.
+type observer struct {
+	r    *Runtime
+	name string
+	// calls counts the Observe calls made, so the test can check that the
+	// loop really ran.
+	calls int
+}
+
+// startObserver runs an observer until the test ends.
+func startObserver(t *testing.T, r *Runtime, name string) *observer {
+	t.Helper()
+	o := &observer{r: r, name: name}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go o.run(ctx, done)
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if o.calls == 0 {
+			t.Error("observer made no Observe call")
+		}
+	})
+	return o
+}
+
+func (o *observer) run(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	for ctx.Err() == nil {
+		callCtx, cancel := context.WithTimeout(ctx, time.Second)
+		o.r.Observe(callCtx, o.name)
+		o.r.Agent(o.name)
+		cancel()
+		o.calls++
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -54,26 +54,43 @@ func (r *Runtime) Resume(ctx context.Context, name string) error {
 	return nil
 }
 
+// defaultStopTimeout applies when a Machine leaves StopTimeout zero.
+const defaultStopTimeout = 30 * time.Second
+
 // Stop asks the guest to shut down through its agent, when connected, and
-// through an ACPI power-button press, waits up to m.StopTimeout for QEMU to
-// exit, and then kills it. It returns once the process is gone.
+// through an ACPI power-button press, waits up to m.StopTimeout (30 s when
+// zero) for QEMU to exit, and then kills it. It returns once the process
+// is gone; a VM that is not running is left as it is.
 func (r *Runtime) Stop(ctx context.Context, m *vmruntime.Machine) error {
 	v, err := r.running(m.Name)
 	if err != nil {
 		return nil
 	}
 	v.setEnding()
-	graceful, cancel := context.WithTimeout(ctx, m.StopTimeout)
-	defer cancel()
-	if conn := v.currentAgent(); conn != nil {
-		conn.Shutdown(graceful)
+	timeout := m.StopTimeout
+	if timeout <= 0 {
+		timeout = defaultStopTimeout
 	}
-	v.execute(graceful, "system_powerdown", nil, nil)
+	graceful, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	askShutdown(graceful, v, timeout/2)
 	if v.process().wait(graceful) == nil {
 		v.release()
 		return nil
 	}
 	return r.Kill(ctx, m.Name)
+}
+
+// askShutdown asks the agent, for at most agentTimeout, and then ACPI to
+// power the guest off. Errors are ignored: the caller waits for the
+// process and kills it when the guest does not comply.
+func askShutdown(ctx context.Context, v *vm, agentTimeout time.Duration) {
+	if conn := v.currentAgent(); conn != nil {
+		agentCtx, cancel := context.WithTimeout(ctx, agentTimeout)
+		conn.Shutdown(agentCtx)
+		cancel()
+	}
+	v.execute(ctx, "system_powerdown", nil, nil)
 }
 
 // Kill ends the VM's process with QMP quit, or SIGKILL when quit does not

@@ -98,16 +98,16 @@ func ownsStateDir(pid int, stateDir string) bool {
 	return bytes.Contains(raw, []byte(filepath.Join(stateDir, qmpSocket)))
 }
 
-// exitReason describes how a child ended, or says that an adopted process
-// vanished.
+// exitReason describes how the process ended: the exit status or signal of
+// a child, or "vanished" for an adopted process, whose status is lost.
 func (p *process) exitReason() string {
 	if p.done == nil {
 		return fmt.Sprintf("qemu process %d vanished", p.pid)
 	}
 	if p.exitErr == nil {
-		return "qemu exited with status 0"
+		return fmt.Sprintf("qemu process %d exited with status 0", p.pid)
 	}
-	return "qemu " + p.exitErr.Error()
+	return fmt.Sprintf("qemu process %d ended: %v", p.pid, p.exitErr)
 }
 
 // signal sends sig unless the process is gone already.

@@ -153,3 +153,66 @@ func TestRealStopKillsAfterTimeout(t *testing.T) {
 		t.Errorf("pid file after Stop: %v, want it gone", err)
 	}
 }
+
+func TestRealRestoreCorruptCheckpoint(t *testing.T) {
+	r := newRealRuntime(t)
+	kernel, initrd := testKernel(t), buildCounterInitrd(t)
+	m := counterMachine(t, t.TempDir(), "corrupt", kernel, initrd)
+	killOnCleanup(t, r, m.Name)
+
+	if err := r.Boot(withTimeout(t, time.Minute), m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	ctx := withTimeout(t, time.Minute)
+	if err := r.Pause(ctx, m.Name); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	checkpoint := filepath.Join(m.StateDir, "checkpoint")
+	info, err := r.Save(ctx, m, checkpoint)
+	if err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	if err := r.Kill(ctx, m.Name); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	if err := os.Truncate(checkpoint, info.Bytes/2); err != nil {
+		t.Fatal(err)
+	}
+
+	err = r.Restore(ctx, m, checkpoint, info)
+	if err == nil {
+		t.Fatal("Restore of a truncated checkpoint succeeded")
+	}
+	t.Logf("Restore: %v", err)
+	if obs, _ := r.Observe(ctx, m.Name); obs.State != vmruntime.StateStopped {
+		t.Errorf("Observe after failed Restore = %+v, want Stopped", obs)
+	}
+	if stat, err := os.Stat(checkpoint); err != nil || stat.Size() != info.Bytes/2 {
+		t.Errorf("checkpoint after failed Restore: %v, want it untouched", err)
+	}
+}
+
+func TestRealSaveRejectsExistingPath(t *testing.T) {
+	r := newRealRuntime(t)
+	kernel, initrd := testKernel(t), buildCounterInitrd(t)
+	m := counterMachine(t, t.TempDir(), "exists", kernel, initrd)
+	killOnCleanup(t, r, m.Name)
+
+	if err := r.Boot(withTimeout(t, time.Minute), m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	checkpoint := filepath.Join(m.StateDir, "checkpoint")
+	if err := os.WriteFile(checkpoint, []byte("older"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := withTimeout(t, time.Minute)
+	if err := r.Pause(ctx, m.Name); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	if _, err := r.Save(ctx, m, checkpoint); !errors.Is(err, os.ErrExist) {
+		t.Errorf("Save over an existing file = %v, want ErrExist", err)
+	}
+	if data, _ := os.ReadFile(checkpoint); string(data) != "older" {
+		t.Errorf("existing file changed to %d bytes", len(data))
+	}
+}

@@ -15,6 +15,7 @@ func TestRealSaveRestoreKeepsMemory(t *testing.T) {
 	kernel, initrd := testKernel(t), buildCounterInitrd(t)
 	m := counterMachine(t, t.TempDir(), "counter", kernel, initrd)
 	killOnCleanup(t, r, m.Name)
+	startObserver(t, r, m.Name)
 
 	if err := r.Boot(withTimeout(t, time.Minute), m); err != nil {
 		t.Fatalf("Boot: %v", err)

@@ -24,6 +24,9 @@ type agentConn interface {
 type vm struct {
 	name     string
 	stateDir string
+	// logStart is the size of qemu.log when this process started, so that
+	// errors quote only what this process wrote.
+	logStart int64
 
 	mu   sync.Mutex
 	proc *process
@@ -150,10 +153,10 @@ func (v *vm) exitMessage() string {
 		return ""
 	}
 	parts := []string{proc.exitReason()}
-	if tail := tailFile(filepath.Join(v.stateDir, qemuLogFile)); tail != "" {
+	if tail := tailFile(filepath.Join(v.stateDir, qemuLogFile), v.logStart); tail != "" {
 		parts = append(parts, "qemu log: "+tail)
 	}
-	if tail := tailFile(filepath.Join(v.stateDir, vmruntime.ConsoleLogFile)); tail != "" {
+	if tail := tailFile(filepath.Join(v.stateDir, vmruntime.ConsoleLogFile), 0); tail != "" {
 		parts = append(parts, "console: "+tail)
 	}
 	return strings.Join(parts, "; ")
@@ -162,9 +165,9 @@ func (v *vm) exitMessage() string {
 // tailSize is how much of a log's end an error message quotes.
 const tailSize = 512
 
-// tailFile returns the last lines of a log, at most tailSize bytes, joined
-// with " | ".
-func tailFile(path string) string {
+// tailFile returns the last lines of a log after offset start, at most
+// tailSize bytes, joined with " | ".
+func tailFile(path string, start int64) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
@@ -174,7 +177,7 @@ func tailFile(path string) string {
 	if err != nil {
 		return ""
 	}
-	offset := max(info.Size()-tailSize, 0)
+	offset := max(info.Size()-tailSize, start, 0)
 	buf := make([]byte, info.Size()-offset)
 	if _, err := f.ReadAt(buf, offset); err != nil && err != io.EOF {
 		return ""
@@ -183,9 +186,9 @@ func tailFile(path string) string {
 	return strings.Join(strings.Split(strings.TrimSpace(text), "\n"), " | ")
 }
 
-// errorWithLog adds the end of QEMU's log to err.
-func errorWithLog(err error, stateDir string) error {
-	tail := tailFile(filepath.Join(stateDir, qemuLogFile))
+// errorWithLog adds the end of what this QEMU process logged to err.
+func (v *vm) errorWithLog(err error) error {
+	tail := tailFile(filepath.Join(v.stateDir, qemuLogFile), v.logStart)
 	if tail == "" {
 		return err
 	}
