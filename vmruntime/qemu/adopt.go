@@ -8,8 +8,8 @@ import (
 
 // Adopt scans stateRoot/vms/*/ for pid files of QEMU processes that are
 // still alive and take over their state folder, and registers each under
-// its folder's name. It connects to each one's QMP socket; one that does not
-// answer yet is dialed again by the next command. The agent connection is
+// its folder's name. It connects to each one's QMP socket, and one that does
+// not respond yet is dialed again by the next command. The agent connection is
 // made again by Connect. Adopt returns the adopted names, sorted.
 func (r *Runtime) Adopt(ctx context.Context, stateRoot string) ([]string, error) {
 	dirs, err := filepath.Glob(filepath.Join(stateRoot, "vms", "*"))
@@ -42,7 +42,7 @@ func (r *Runtime) adoptDir(ctx context.Context, dir string) bool {
 	}
 	v := &vm{name: name, stateDir: dir, proc: proc}
 	r.register(v)
-	// A QMP socket that does not answer now is dialed again by the next
+	// A QMP socket that does not respond now is dialed again by the next
 	// command, so the error does not stop the adoption.
 	v.monitor(ctx)
 	return true

@@ -11,7 +11,7 @@ import (
 	"github.com/vmlet/vmlet/vmruntime"
 )
 
-// launch is what one QEMU command line is built from.
+// launch holds the inputs of one QEMU command line.
 type launch struct {
 	machine     *vmruntime.Machine
 	machineType string

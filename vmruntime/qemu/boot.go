@@ -12,8 +12,8 @@ import (
 	"github.com/vmlet/vmlet/vmruntime"
 )
 
-// Boot cold-boots m and returns once QMP answers and the guest runs. It
-// creates each missing disk that has a size as a sparse file; a missing
+// Boot cold-boots m and returns once QMP responds and the guest runs. It
+// creates each missing disk that has a size as a sparse file. A missing
 // kernel, initrd, share or disk without a size fails with an error wrapping
 // vmruntime.ErrMissingFile. A failed boot leaves no process behind.
 func (r *Runtime) Boot(ctx context.Context, m *vmruntime.Machine) error {
@@ -126,7 +126,7 @@ func createSparse(path string, size int64) error {
 	return nil
 }
 
-// awaitMonitor dials the QMP socket until QEMU answers, the process exits
+// awaitMonitor dials the QMP socket until QEMU replies, the process exits
 // or ctx ends.
 func awaitMonitor(ctx context.Context, v *vm) error {
 	ticker := time.NewTicker(pollInterval)
@@ -166,8 +166,8 @@ func (r *Runtime) awaitStatus(ctx context.Context, v *vm, want ...string) error 
 	}
 }
 
-// abandon kills a process that failed to start properly and waits, up to
-// killTimeout, for it to go.
+// abandon kills a process that failed to start or restore and waits up to
+// killTimeout for it to end.
 func (r *Runtime) abandon(v *vm) {
 	v.setEnding()
 	proc := v.process()

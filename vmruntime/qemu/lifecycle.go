@@ -60,7 +60,7 @@ const defaultStopTimeout = 30 * time.Second
 // Stop asks the guest to shut down through its agent, when connected, and
 // through an ACPI power-button press, waits up to m.StopTimeout (30 s when
 // zero) for QEMU to exit, and then kills it. It returns once the process
-// is gone; a VM that is not running is left as it is.
+// is gone. A VM that is not running is left as it is.
 func (r *Runtime) Stop(ctx context.Context, m *vmruntime.Machine) error {
 	v, err := r.running(m.Name)
 	if err != nil {
@@ -135,8 +135,8 @@ func quit(ctx context.Context, v *vm) error {
 }
 
 // Observe reports the VM's state from its process and QMP query-status.
-// When the process ended without Stop or Kill, Exit says how, with the end
-// of QEMU's log and of the guest console.
+// When the process ended without Stop or Kill, Exit describes how, with the
+// end of QEMU's log and of the guest console.
 func (r *Runtime) Observe(ctx context.Context, name string) (vmruntime.Observation, error) {
 	v := r.lookup(name)
 	if v == nil {

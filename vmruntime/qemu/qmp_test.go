@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// fakeQMP is a QMP server on one end of a socketpair. It answers each
+// fakeQMP is a QMP server on one end of a socketpair. It replies to each
 // command with the reply its script gives, after any lines the script puts
 // before it, and records the commands and the descriptors passed along.
 type fakeQMP struct {

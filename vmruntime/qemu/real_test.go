@@ -83,7 +83,7 @@ func checkCheckpointFile(t *testing.T, path string, info vmruntime.CheckpointInf
 
 // TestRealColdBootResetsCounter is the negative control of the memory
 // check: a second cold boot restarts the counter, and checkContinuous
-// must say so.
+// must report the break.
 func TestRealColdBootResetsCounter(t *testing.T) {
 	r := newRealRuntime(t)
 	kernel, initrd := testKernel(t), buildCounterInitrd(t)

@@ -49,9 +49,9 @@ type Options struct {
 	MachineType string
 }
 
-// Runtime runs each VM as a QEMU process. It is safe for concurrent use;
-// lifecycle methods on one VM are expected from one goroutine at a time,
-// while Observe and Agent may run alongside them.
+// Runtime runs each VM as a QEMU process. It is safe for concurrent use.
+// Lifecycle methods on one VM are expected from one goroutine at a time,
+// but Observe and Agent may run alongside them.
 type Runtime struct {
 	binary      string
 	version     string

@@ -67,7 +67,7 @@ func (v *vm) monitor(ctx context.Context) (*monitor, error) {
 }
 
 // execute runs a QMP command. A connection that failed is dropped, so the
-// next command dials again; an error reply from QEMU keeps it.
+// next command dials again, but an error reply from QEMU keeps it.
 func (v *vm) execute(ctx context.Context, command string, args, out any) error {
 	mon, err := v.monitor(ctx)
 	if err != nil {
