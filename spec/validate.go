@@ -87,6 +87,13 @@ func (v *validator) typeMeta(vm *VirtualMachine) {
 
 var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
+// IsValidName reports whether name is a DNS-1123 label of at most 63
+// characters, as metadata.name must be. Such a name is safe as a folder
+// name.
+func IsValidName(name string) bool {
+	return len(name) <= MaxNameLen && dns1123Label.MatchString(name)
+}
+
 func (v *validator) name(name string) {
 	const field = "metadata.name"
 	switch {
