@@ -12,9 +12,9 @@ import (
 	"github.com/vmlet/vmlet/vmruntime"
 )
 
-// Adopt returns, sorted, the names of the VMs in stateRoot whose state file
-// says their process runs or is paused, and loads every VM's state so that
-// Observe answers from memory. stateRoot must be the Runtime's StateRoot.
+// Adopt loads the state of every VM in stateRoot, so that Observe reads it
+// from memory, and returns the sorted names of the VMs whose process runs or
+// is paused. stateRoot must be the Runtime's StateRoot.
 func (r *Runtime) Adopt(ctx context.Context, stateRoot string) ([]string, error) {
 	if filepath.Clean(stateRoot) != filepath.Clean(r.opts.StateRoot) {
 		return nil, fmt.Errorf("adopting from %q: the runtime's state folder is %q", stateRoot, r.opts.StateRoot)

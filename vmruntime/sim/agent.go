@@ -32,7 +32,7 @@ func (r *Runtime) Connect(ctx context.Context, m *vmruntime.Machine) (vmruntime.
 		hang:  r.agentHung(m.Name),
 		check: requireState(vmruntime.StateRunning),
 		apply: func(v *vm) error {
-			if err := answerable(v); err != nil {
+			if err := checkServable(v); err != nil {
 				return err
 			}
 			v.state.AgentConnected = true
@@ -44,9 +44,10 @@ func (r *Runtime) Connect(ctx context.Context, m *vmruntime.Machine) (vmruntime.
 	return hello, err
 }
 
-// answerable returns nil when the VM's agent can answer a request: the VM
-// runs and its guest is not corrupted. The caller holds v.mu.
-func answerable(v *vm) error {
+// checkServable returns nil when the VM's agent can serve a request, which
+// needs a running VM with a guest the detector did not corrupt. The caller
+// holds v.mu.
+func checkServable(v *vm) error {
 	if err := checkState(v, vmruntime.StateRunning); err != nil {
 		return err
 	}
@@ -56,7 +57,7 @@ func answerable(v *vm) error {
 	}
 	if slices.Contains(corrupted, v.state.Guest.BootID) {
 		// The words of a guest whose root device fails under it.
-		return fmt.Errorf("agent not answering: guest reports I/O errors on its disks: %w", syscall.EIO)
+		return fmt.Errorf("agent not responding: guest reports I/O errors on its disks: %w", syscall.EIO)
 	}
 	return nil
 }
@@ -85,7 +86,7 @@ type agent struct {
 	bootID string // the guest the connection was made to
 }
 
-// Ping returns nil when the agent answers.
+// Ping returns nil when the agent responds.
 func (a *agent) Ping(ctx context.Context) error {
 	return a.request(ctx, "ping", func(*guest) error { return nil })
 }
@@ -113,7 +114,7 @@ func (a *agent) Shutdown(ctx context.Context) error {
 	return a.v.save()
 }
 
-// Exec runs one of the commands the simulated guest knows:
+// Exec runs one of the commands the simulated guest implements:
 //
 //	echo ARGS...                        prints ARGS
 //	cat /proc/sys/kernel/random/boot_id prints the guest's boot id
@@ -132,12 +133,12 @@ func (a *agent) Exec(ctx context.Context, argv []string, stdin []byte) (vmruntim
 	return res, err
 }
 
-// request runs do on the guest's memory when the agent answers, counts the
-// request and saves the VM's state.
+// request runs do on the guest's memory when the agent can serve it, counts
+// the request and saves the VM's state.
 func (a *agent) request(ctx context.Context, verb string, do func(*guest) error) error {
 	if a.r.agentHung(a.v.name) {
 		<-ctx.Done()
-		return fmt.Errorf("agent %s on %q: agent not answering: %w", verb, a.v.name, context.Cause(ctx))
+		return fmt.Errorf("agent %s on %q: agent not responding: %w", verb, a.v.name, context.Cause(ctx))
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("agent %s on %q: %w", verb, a.v.name, err)
@@ -145,7 +146,7 @@ func (a *agent) request(ctx context.Context, verb string, do func(*guest) error)
 	a.v.mu.Lock()
 	defer a.v.mu.Unlock()
 
-	if err := a.answerable(); err != nil {
+	if err := a.checkServable(); err != nil {
 		return fmt.Errorf("agent %s on %q: %w", verb, a.v.name, err)
 	}
 	if err := do(&a.v.state.Guest); err != nil {
@@ -155,13 +156,13 @@ func (a *agent) request(ctx context.Context, verb string, do func(*guest) error)
 	return a.v.save()
 }
 
-// answerable returns nil when the connection's guest still runs and can
-// answer. The caller holds a.v.mu.
-func (a *agent) answerable() error {
+// checkServable returns nil when the connection's guest still runs and can
+// serve a request. The caller holds a.v.mu.
+func (a *agent) checkServable() error {
 	if a.v.state.State != vmruntime.StateStopped && a.v.state.Guest.BootID != a.bootID {
 		return fmt.Errorf("connection closed: the guest was replaced: %w", vmruntime.ErrNoAgent)
 	}
-	return answerable(a.v)
+	return checkServable(a.v)
 }
 
 // bootIDPath is the file in which Linux publishes its boot id.

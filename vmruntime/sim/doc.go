@@ -31,7 +31,7 @@
 // Corrupted read the detector's findings back.
 //
 // Observe and Agent may be called from any goroutine at any time. Lifecycle
-// operations on different VMs may run concurrently (that is what the
-// detector catches); a second lifecycle operation on a VM whose previous one
-// is still in flight fails with ErrBusy.
+// operations on different VMs may run concurrently, and the detector catches
+// them. A second lifecycle operation on a VM whose previous one is still in
+// flight fails with ErrBusy.
 package sim

@@ -21,7 +21,7 @@ const (
 	// FaultCrash kills the VM's process at once: Observe reports it Stopped
 	// with Exit set. A VM that is not running is left alone.
 	FaultCrash FaultKind = "crash"
-	// FaultHangAgent makes the VM's agent stop answering: Connect and every
+	// FaultHangAgent makes the VM's agent stop responding: Connect and every
 	// Agent call block until their context ends, and Stop waits the
 	// machine's StopTimeout before it kills the VM. It lasts, across boots,
 	// until a FaultReleaseAgent for the same VM.
@@ -48,7 +48,7 @@ func FailNextRestore(name string) Fault { return Fault{FaultRestoreFail, name} }
 // Crash returns the fault that kills the VM's process at once.
 func Crash(name string) Fault { return Fault{FaultCrash, name} }
 
-// HangAgent returns the fault that makes the VM's agent stop answering.
+// HangAgent returns the fault that makes the VM's agent stop responding.
 func HangAgent(name string) Fault { return Fault{FaultHangAgent, name} }
 
 // ReleaseAgent returns the fault that undoes HangAgent.
@@ -95,7 +95,7 @@ func (f Fault) validate() error {
 	return validateName(f.VM)
 }
 
-// faultSet is what is pending for one VM.
+// faultSet is the set of faults pending for one VM.
 type faultSet struct {
 	saveFails    int
 	restoreFails int
@@ -103,10 +103,10 @@ type faultSet struct {
 }
 
 // Inject injects f. It is safe to call at any time from any goroutine. A
-// crash takes effect before Inject returns; the other faults take effect at
+// crash takes effect before Inject returns. The other faults take effect at
 // the VM's next matching operation, even if the VM does not exist yet. It
-// fails for an unknown kind, an invalid VM name, or when a crash cannot be
-// written to the VM's state file.
+// fails for an unknown kind or an invalid VM name, and when a crash cannot
+// be written to the VM's state file.
 func (r *Runtime) Inject(f Fault) error {
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("injecting fault %q: %w", f, err)

@@ -47,7 +47,6 @@ func runHelper(mode string) int {
 	defer r.Close()
 	switch mode {
 	case "boot":
-		clk.SetTime(time.Now())
 		r.opts.Latency.Boot = 0
 		err = r.Boot(context.Background(), machine("child"))
 	case "boot-held":

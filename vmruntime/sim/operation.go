@@ -19,7 +19,7 @@ type operation struct {
 	// the VM's current guest.
 	guest string
 	// hang makes the operation wait for its context to end instead of its
-	// latency: the agent does not answer.
+	// latency, as a request to an agent that does not respond does.
 	hang bool
 	// skipIfStopped makes the operation succeed at once, without a trace,
 	// on a stopped VM.
@@ -101,7 +101,7 @@ func (r *Runtime) finish(v *vm) {
 func (r *Runtime) wait(ctx context.Context, o *operation) error {
 	if o.hang {
 		<-ctx.Done()
-		return fmt.Errorf("agent not answering: %w", context.Cause(ctx))
+		return fmt.Errorf("agent not responding: %w", context.Cause(ctx))
 	}
 	if o.latency <= 0 {
 		return ctx.Err()

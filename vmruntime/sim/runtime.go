@@ -119,7 +119,7 @@ func (r *Runtime) Observe(ctx context.Context, name string) (vmruntime.Observati
 
 // Boot cold-boots the VM: a new process, a new boot id and an empty guest
 // memory. It fails with ErrInvalidState when the VM's process exists. The
-// sim needs no kernel or disk, so it never fails with ErrMissingFile.
+// sim reads no kernel or disk, so it does not check that they exist.
 func (r *Runtime) Boot(ctx context.Context, m *vmruntime.Machine) error {
 	if m == nil {
 		return errors.New("booting: missing machine")
@@ -159,9 +159,9 @@ func (r *Runtime) Resume(ctx context.Context, name string) error {
 }
 
 // Stop shuts the VM down and returns once its process is gone. A running
-// guest whose agent answers takes the Stop latency; a paused guest, or one
-// whose agent hangs, ignores the request, so Stop waits m.StopTimeout and
-// then kills it. A stopped VM is left as it is.
+// guest with a responsive agent takes the Stop latency. A paused guest, or
+// one whose agent hangs, ignores the request, so Stop waits m.StopTimeout
+// and then kills it. A stopped VM is left as it is.
 func (r *Runtime) Stop(ctx context.Context, m *vmruntime.Machine) error {
 	if m == nil {
 		return errors.New("stopping: missing machine")

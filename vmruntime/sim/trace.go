@@ -28,9 +28,9 @@ type Operation struct {
 	Op        string    `json:"op"`
 	VM        string    `json:"vm"`
 	StateRoot string    `json:"stateRoot"`
-	PID       int       `json:"pid"` // the process that ran it
-	Guest     string    `json:"guest,omitempty"`
-	Began     time.Time `json:"began"`
+	PID       int       `json:"pid"`             // the process that ran it
+	Guest     string    `json:"guest,omitempty"` // the boot id of the guest it concerned
+	Began     time.Time `json:"began"`           // on the clock of the Runtime that ran it
 }
 
 // Overlap is a lifecycle operation that began while another VM's operation
@@ -210,8 +210,9 @@ func (t *tracer) catchUp() error {
 	if _, err := t.file.ReadAt(buf, t.offset); err != nil {
 		return fmt.Errorf("reading trace %q: %w", t.file.Name(), err)
 	}
-	// A process that died mid-write can leave a line without its newline;
-	// it stays unread until a later write ends it, and then fails to parse.
+	// A process that died mid-write can leave a line without its newline.
+	// The line stays unread until a later write ends it, and then it fails
+	// to parse and is skipped.
 	complete := bytes.LastIndexByte(buf, '\n') + 1
 	t.offset += int64(complete)
 	t.partial = complete < len(buf)

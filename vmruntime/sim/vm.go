@@ -33,7 +33,7 @@ type vm struct {
 	size   int    // the state file's length
 }
 
-// vmState is what sim.json holds: the VM's process and the guest in it.
+// vmState is the content of sim.json: the VM's process and its guest.
 type vmState struct {
 	State vmruntime.State `json:"state"`
 	// PID is a fake process id, above Linux's largest pid (2^22) so that it
