@@ -187,8 +187,9 @@ func (c *Catalog) load(path string, fi fs.FileInfo, statErr error, keys map[stri
 	if f == nil {
 		f = &catalogFile{path: path}
 		c.files[path] = f
+	} else {
+		keys[f.key(path)] = true
 	}
-	keys[f.key(path)] = true
 	f.m, f.stamp = m, stamp
 	c.claim(f, usableName(m))
 	keys[f.key(path)] = true

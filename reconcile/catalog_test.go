@@ -1,0 +1,174 @@
+package reconcile
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/vmlet/vmlet/spec"
+)
+
+func TestCatalogRelistKeys(t *testing.T) {
+	h := newHarness(t)
+	h.write(manifest{name: "web", desired: spec.Stopped})
+	h.write(manifest{name: "db", desired: spec.Stopped})
+	bad := filepath.Join(h.dir, "broken.yaml")
+	if err := os.WriteFile(bad, []byte("metadata: [unclosed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, ignored := range []string{".hidden.yaml", "web.yaml~", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(h.dir, ignored), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cat := NewCatalog(h.dir)
+	keys, err := cat.Relist()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{bad, "db", "web"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("first relist = %q, want %q", keys, want)
+	}
+
+	if err := os.Remove(filepath.Join(h.dir, "db.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	keys, err = cat.Relist()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(keys, want) {
+		t.Errorf("relist after a removal = %q, want %q (the vanished key too)", keys, want)
+	}
+	if got := cat.Keys(); !slices.Equal(got, []string{bad, "web"}) {
+		t.Errorf("keys = %q", got)
+	}
+}
+
+func TestCatalogUpdateRename(t *testing.T) {
+	h := newHarness(t)
+	path := h.write(manifest{name: "web", desired: spec.Stopped})
+	if err := os.WriteFile(path, []byte(manifest{name: "api", desired: spec.Stopped}.text()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.cat.Update(path); !slices.Equal(got, []string{"api", "web"}) {
+		t.Errorf("update after a rename = %q, want the old and new names", got)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.cat.Remove(path); !slices.Equal(got, []string{"api"}) {
+		t.Errorf("remove = %q, want [api]", got)
+	}
+	if got := h.cat.Update(path); len(got) != 0 {
+		t.Errorf("update of a missing file = %q, want none", got)
+	}
+}
+
+func TestCatalogCachesParse(t *testing.T) {
+	h := newHarness(t)
+	path := h.write(manifest{name: "web", desired: spec.Stopped})
+	first := h.cat.lookup("web").Owner
+	if again := h.cat.lookup("web").Owner; again != first {
+		t.Error("an unchanged file was parsed again")
+	}
+	if err := os.WriteFile(path, []byte(manifest{name: "web", desired: spec.Running}.text()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// No Update call: lookup itself sees the change.
+	changed := h.cat.lookup("web").Owner
+	if changed == first || changed.VM.Spec.DesiredState != spec.Running {
+		t.Error("a changed file was not parsed again")
+	}
+}
+
+func TestDuplicateNames(t *testing.T) {
+	h := newHarness(t)
+	a := h.write(manifest{name: "web", desired: spec.Running}, "a.yaml")
+	b := h.write(manifest{name: "web", desired: spec.Stopped}, "b.yaml")
+	h.restart() // the first relist: path order decides
+
+	h.mustReconcile("web")
+	if calls := h.rt.takeCalls(); !slices.Equal(calls, []string{"Boot web", "Connect web"}) {
+		t.Fatalf("calls = %q, want a.yaml's boot", calls)
+	}
+	if got := condition(h.status(a), "Valid"); got != "True/SpecValid" {
+		t.Errorf("owner Valid = %s", got)
+	}
+	if got := condition(h.status(b), "Valid"); got != "False/DuplicateName" {
+		t.Errorf("duplicate Valid = %s, want False/DuplicateName", got)
+	}
+	if got := h.status(b).Phase; got != "" {
+		t.Errorf("duplicate phase = %q, want none", got)
+	}
+
+	// A later file never takes the name from its owner.
+	h.write(manifest{name: "web", desired: spec.Stopped}, "0.yaml")
+	h.mustReconcile("web")
+	if calls := h.rt.takeCalls(); len(calls) > 0 {
+		t.Errorf("a later duplicate caused calls %q", calls)
+	}
+
+	// The owner goes: the earliest remaining claimant, b.yaml, takes over.
+	if err := os.Remove(a); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.cat.Remove(a); !slices.Equal(got, []string{"web"}) {
+		t.Errorf("remove = %q", got)
+	}
+	h.mustReconcile("web")
+	if calls := h.rt.takeCalls(); !slices.Equal(calls, []string{"Stop web"}) {
+		t.Errorf("calls after the hand-over = %q, want b.yaml's stop", calls)
+	}
+	st := h.status(b)
+	if got := condition(st, "Valid"); got != "True/SpecValid" || st.Phase != spec.PhaseStopped {
+		t.Errorf("new owner: Valid %s phase %s", got, st.Phase)
+	}
+	if got := condition(h.status(filepath.Join(h.dir, "0.yaml")), "Valid"); got != "False/DuplicateName" {
+		t.Errorf("0.yaml Valid = %s, want False/DuplicateName", got)
+	}
+}
+
+func TestUnreadableNameKeyedByPath(t *testing.T) {
+	h := newHarness(t)
+	path := h.write(manifest{name: "Not_A_Label", desired: spec.Running})
+	keys := h.cat.Keys()
+	if !slices.Equal(keys, []string{path}) {
+		t.Fatalf("keys = %q, want the path", keys)
+	}
+	h.mustReconcile(path)
+	if calls := h.rt.takeCalls(); len(calls) > 0 {
+		t.Errorf("calls = %q, want none", calls)
+	}
+	st := h.status(path)
+	if got := condition(st, "Valid"); got != "False/InvalidSpec" {
+		t.Errorf("Valid = %s", got)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(h.state, "vms")); len(entries) != 0 {
+		t.Errorf("a state folder was made for a file without a usable name")
+	}
+}
+
+func TestMalformedFileNeverWritten(t *testing.T) {
+	h := newHarness(t)
+	path := filepath.Join(h.dir, "broken.yaml")
+	data := []byte("apiVersion: [\n")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keys := h.cat.Update(path)
+	if !slices.Equal(keys, []string{path}) {
+		t.Fatalf("keys = %q", keys)
+	}
+	h.mustReconcile(path)
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(data) {
+		t.Errorf("malformed file was written: %q", got)
+	}
+}
