@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
@@ -85,7 +86,7 @@ func (r *Runtime) handshake(ctx context.Context, v *vm, port uint32, cfg vmrunti
 	defer cancel()
 	hello, err := client.Handshake(actx, cfg)
 	if err != nil {
-		conn.Close()
+		(&agentConn{client: client, conn: conn}).close()
 		return hello, fmt.Errorf("agent handshake of %q: %w", v.name, err)
 	}
 	v.setAgent(&agentConn{client: client, conn: conn})
@@ -129,8 +130,18 @@ func (v *vm) setAgent(a *agentConn) {
 	v.agent = a
 	v.mu.Unlock()
 	if old != nil {
-		old.conn.Close()
+		old.close()
 	}
+}
+
+// close closes the client, which closes the connection under it, or the
+// connection alone when the client has no Close.
+func (a *agentConn) close() {
+	if c, ok := a.client.(io.Closer); ok {
+		_ = c.Close()
+		return
+	}
+	a.conn.Close()
 }
 
 // guestConfig returns what the agent mounts: disks by their serials and

@@ -41,3 +41,7 @@ func hostNotSuspendable() string {
 	}
 	return ""
 }
+
+// SaveRestoreSupported reports whether this Mac can save and restore VMs:
+// macOS 14 or later on Apple silicon.
+func SaveRestoreSupported() bool { return hostNotSuspendable() == "" }

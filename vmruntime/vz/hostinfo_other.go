@@ -20,3 +20,6 @@ func hostID() string {
 func hostNotSuspendable() string {
 	return "vz runs only on macOS; this host runs " + runtime.GOOS
 }
+
+// SaveRestoreSupported returns false: vz runs only on macOS.
+func SaveRestoreSupported() bool { return false }
