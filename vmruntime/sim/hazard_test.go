@@ -448,3 +448,33 @@ func finishHeld(t *testing.T, cmd *exec.Cmd, stdin io.WriteCloser) {
 		t.Fatalf("helper: %v", err)
 	}
 }
+
+func TestHazardSurvivesUnfinishedTraceLine(t *testing.T) {
+	trace := filepath.Join(t.TempDir(), "trace")
+	// A writer that died mid-record left a line without its newline.
+	if err := os.WriteFile(trace, []byte(`{"event":"begin","id":"1-1","operat`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, clk := heldRuntime(t, trace)
+	other := newRuntime(t, Options{TraceFile: trace})
+
+	done := inFlight(t, clk, func() error { return r.Boot(t.Context(), machine("a")) })
+	if err := other.Boot(t.Context(), machine("b")); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(time.Second)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Boot(t.Context(), machine("c")); err != nil {
+		t.Fatal(err)
+	}
+
+	found := overlaps(t, trace)
+	if len(found) != 1 {
+		t.Fatalf("overlaps = %v, want one", found)
+	}
+	if found[0].InFlight.VM != "a" || found[0].Began.VM != "b" {
+		t.Errorf("overlap = %v, want b beginning while a was in flight", found[0])
+	}
+}

@@ -136,7 +136,11 @@ func (t *tracer) begin(op Operation) (string, error) {
 		appendRecord(&out, record{Event: eventOverlap, Overlap: &ov})
 	}
 	appendRecord(&out, record{Event: eventBegin, ID: id, Operation: &op})
-	return id, t.write(out.Bytes())
+	if err := t.write(out.Bytes()); err != nil {
+		return "", err
+	}
+	t.inFlight[id] = op
+	return id, nil
 }
 
 // end records the end of the operation begin returned id for.
@@ -154,7 +158,11 @@ func (t *tracer) end(id string) error {
 	}
 	var out bytes.Buffer
 	appendRecord(&out, record{Event: eventEnd, ID: id})
-	return t.write(out.Bytes())
+	if err := t.write(out.Bytes()); err != nil {
+		return err
+	}
+	delete(t.inFlight, id)
+	return nil
 }
 
 // overlapping returns the operations in flight on other VMs than op's, in
@@ -238,15 +246,20 @@ func (t *tracer) apply(line []byte) {
 }
 
 // write appends out to the trace in one write, so that a record is never
-// interleaved with another process's. A leading newline ends a line that a
-// process which died mid-write left unfinished. The caller holds the flock;
-// the records come back through catchUp.
+// interleaved with another process's. The caller holds the flock and has
+// caught up, so out lands at the offset read so far, which moves past it;
+// the caller applies out to the operations in flight itself. Where a
+// process that died mid-write left a line unfinished, a leading newline
+// ends it and the offset stays, so catchUp reads out back.
 func (t *tracer) write(out []byte) error {
 	if t.partial {
 		out = append([]byte{'\n'}, out...)
 	}
 	if _, err := t.file.Write(out); err != nil {
 		return fmt.Errorf("writing trace %q: %w", t.file.Name(), err)
+	}
+	if !t.partial {
+		t.offset += int64(len(out))
 	}
 	return nil
 }
