@@ -229,7 +229,7 @@ func (r *Reconciler) staleCondition(v *vmView, m *vmruntime.Machine) cond {
 // markDuplicates writes Valid=False, reason DuplicateName, into each file
 // that claims the name of another.
 func (r *Reconciler) markDuplicates(ctx context.Context, name string, e entry) error {
-	log := logr.FromContextOrDiscard(ctx).WithValues("vm", name)
+	log := logr.FromContextOrDiscard(ctx)
 	var errs []error
 	for _, d := range e.Duplicates {
 		c := condFalse(ReasonDuplicateName, fmt.Sprintf("name %q belongs to %q", name, filepath.Base(e.Owner.Path)))
@@ -246,7 +246,7 @@ func (r *Reconciler) reconcileFile(ctx context.Context, path string) (Result, er
 		r.forget(path)
 		return Result{}, nil
 	}
-	log := logr.FromContextOrDiscard(ctx).WithValues("path", path)
+	log := logr.FromContextOrDiscard(ctx)
 	r.logInvalid(log, path, m)
 	return Result{}, r.writeOwnStatus(log, m, validCondition(m))
 }

@@ -137,7 +137,7 @@ func (r *Reconciler) notSuspendable(m *vmruntime.Machine) string {
 // reconcileVM repairs, runs at most one transition and publishes the
 // status of the VM called name.
 func (r *Reconciler) reconcileVM(ctx context.Context, name string, m *spec.Manifest) (Result, error) {
-	log := logr.FromContextOrDiscard(ctx).WithValues("vm", name)
+	log := logr.FromContextOrDiscard(ctx)
 	t := r.targetFor(m)
 	var res Result
 	for range maxSteps {
@@ -179,7 +179,8 @@ func (r *Reconciler) mustRecord(name string) *record {
 	return rec
 }
 
-// step runs one action and logs it: one Info line, and the error once.
+// step runs one action and logs it in one Info line. A failure is returned
+// as a *TransitionError for the caller to log once.
 func (r *Reconciler) step(ctx context.Context, log logr.Logger, a action, s situation, v *vmView, t *target) error {
 	from, to := string(s.state()), string(targetState(a, s))
 	log.V(1).Info("Decided", "action", string(a), "desired", string(t.desired))
@@ -190,9 +191,9 @@ func (r *Reconciler) step(ctx context.Context, log logr.Logger, a action, s situ
 	}
 	d := r.cfg.Clock.Since(start)
 	if err != nil {
-		log.Info("Transition", "from", from, "to", to, "duration", d, "result", "failed")
-		log.Error(err, "Transition failed", "action", string(a), "reason", errorReason(err))
-		return err
+		reason := errorReason(err)
+		log.Info("Transition", "from", from, "to", to, "duration", d, "result", "failed", "reason", reason)
+		return &TransitionError{From: from, To: to, Reason: reason, Err: err}
 	}
 	log.Info("Transition", "from", from, "to", to, "duration", d, "result", "ok")
 	return nil
@@ -237,7 +238,33 @@ func targetState(a action, s situation) string {
 	return string(s.state())
 }
 
-// errorReason classifies a transition error for the log.
+// TransitionError is a failed transition. Reconcile returns it so that the
+// caller logs it once, with its reason.
+type TransitionError struct {
+	From, To string
+	// Reason is a CamelCase word for the kind of failure: MissingFile,
+	// Timeout, NotSuspendable, AgentFailed or TransitionFailed.
+	Reason string
+	Err    error
+}
+
+func (e *TransitionError) Error() string {
+	return "transition from " + e.From + " to " + e.To + ": " + e.Err.Error()
+}
+
+func (e *TransitionError) Unwrap() error { return e.Err }
+
+// Reason returns the reason of a *TransitionError in err's chain, or "" when
+// there is none.
+func Reason(err error) string {
+	var te *TransitionError
+	if errors.As(err, &te) {
+		return te.Reason
+	}
+	return ""
+}
+
+// errorReason classifies a transition error.
 func errorReason(err error) string {
 	switch {
 	case errors.Is(err, vmruntime.ErrMissingFile):
