@@ -376,3 +376,21 @@ func TestStateSurvivesNewRuntime(t *testing.T) {
 		t.Errorf("boot id after adoption = %q, want %q", got, hellos["a"].BootID)
 	}
 }
+
+func TestRemovedFolderRecreated(t *testing.T) {
+	root := t.TempDir()
+	r := newRuntime(t, Options{StateRoot: root})
+	m := machine("web")
+	boot(t, r, m)
+	if err := os.RemoveAll(filepath.Join(root, "vms", m.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Pause(t.Context(), m.Name); err != nil {
+		t.Fatalf("Pause after the folder was removed: %v", err)
+	}
+
+	again := newRuntime(t, Options{StateRoot: root})
+	if got := observe(t, again, m.Name).State; got != vmruntime.StatePaused {
+		t.Errorf("state read back = %s, want Paused", got)
+	}
+}

@@ -95,15 +95,12 @@ func (v *vm) save() error {
 	if err != nil {
 		return fmt.Errorf("encoding vm state of %q: %w", v.name, err)
 	}
-	if err := v.makeDir(); err != nil {
-		return err
+	f, err := v.openState()
+	if err != nil {
+		return fmt.Errorf("writing vm state: %w", err)
 	}
 	if pad := v.size - len(data); pad > 0 {
 		data = append(data, bytes.Repeat([]byte{' '}, pad)...)
-	}
-	f, err := os.OpenFile(filepath.Join(v.dir, StateFile), os.O_WRONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("writing vm state: %w", err)
 	}
 	_, err = f.WriteAt(data, 0)
 	if err := errors.Join(err, f.Close()); err != nil {
@@ -113,16 +110,24 @@ func (v *vm) save() error {
 	return nil
 }
 
-// makeDir creates the VM's folder, 0700, if it is not known to exist.
-func (v *vm) makeDir() error {
+// openState opens the state file for writing, creating it and the VM's
+// folder if missing, as after someone removed the folder. The caller holds
+// v.mu.
+func (v *vm) openState() (*os.File, error) {
+	path := filepath.Join(v.dir, StateFile)
 	if v.hasDir {
-		return nil
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+		if !errors.Is(err, fs.ErrNotExist) {
+			return f, err
+		}
+		v.hasDir = false
 	}
 	if err := os.MkdirAll(v.dir, 0o700); err != nil {
-		return fmt.Errorf("creating vm folder: %w", err)
+		return nil, err
 	}
 	v.hasDir = true
-	return nil
+	v.size = 0
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
 }
 
 // validateName rejects names that would leave the vms folder.
