@@ -27,12 +27,16 @@ type decoder struct {
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {
-	if d.bad != nil {
-		d.bad[field] = true
-	}
+	d.markBad(field)
 	d.errs = append(d.errs, &FieldError{
 		File: d.file, Line: line, Field: field, Message: fmt.Sprintf(format, args...),
 	})
+}
+
+func (d *decoder) markBad(field string) {
+	if d.bad != nil {
+		d.bad[field] = true
+	}
 }
 
 // value decodes n as s. It returns false when n is null or has a problem,
@@ -96,7 +100,14 @@ func (d *decoder) mapping(n *yaml.Node, s *schema, path string) (any, bool) {
 func (d *decoder) member(out map[string]any, name string, val *yaml.Node, s *schema, path string, line int) {
 	field, ok := s.fields[name]
 	if !ok {
-		d.fail(line, path, "unknown field%s", suggestField(name, s))
+		known := suggestField(name, s)
+		if known != "" {
+			// The field is there, misspelt: it is not also missing.
+			d.markBad(join(parent(path), known))
+			d.fail(line, path, "unknown field (did you mean %q?)", known)
+			return
+		}
+		d.fail(line, path, "unknown field")
 		return
 	}
 	d.lines[path] = line
@@ -231,15 +242,24 @@ func join(path, name string) string {
 	return path + "." + name
 }
 
-// suggestField names the field the user probably meant, matching case
-// insensitively, as " (did you mean "cpus"?)", or returns "".
+// suggestField returns the field the user probably meant, matching case
+// insensitively, or "".
 func suggestField(name string, s *schema) string {
 	for known := range s.fields {
 		if strings.EqualFold(known, name) {
-			return fmt.Sprintf(" (did you mean %q?)", known)
+			return known
 		}
 	}
 	return ""
+}
+
+// parent returns the path of the field that holds path.
+func parent(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
 }
 
 func scalarName(s *schema) string {

@@ -74,7 +74,7 @@ func (e *editor) blockStatus(i int, st *Status) ([]byte, error) {
 	key := e.root.Content[i]
 	start, end := e.blockRegion(i)
 	if st == nil {
-		return splice(e.t.data, start, end, ""), nil
+		return splice(e.t.data, e.trimBreakBefore(start, end), end, ""), nil
 	}
 	endsWithBreak := end > start && breakBefore(e.t.data, end)
 	repl, err := e.blockText(st, key.Column-1, endsWithBreak)
@@ -112,6 +112,24 @@ func (e *editor) blockRegion(i int) (start, end int) {
 		}
 	}
 	return start, t.lineStart(last + 1)
+}
+
+// trimBreakBefore moves start back over the line break before it when the
+// region [start, end) ends the file without a line break of its own, so
+// that removing a member appended to a file with no trailing newline gives
+// that file back.
+func (e *editor) trimBreakBefore(start, end int) int {
+	data := e.t.data
+	if end < len(data) || start == 0 || breakBefore(data, end) {
+		return start
+	}
+	if start >= 2 && data[start-2] == '\r' && data[start-1] == '\n' {
+		return start - 2
+	}
+	if breakBefore(data, start) {
+		return start - 1
+	}
+	return start
 }
 
 // docMarker reports whether line is a document start or end marker.
@@ -291,8 +309,9 @@ func (e *editor) appendFlow(st *Status) ([]byte, error) {
 		return nil, err
 	}
 	multiline := bytes.ContainsAny(data[open:end], "\r\n")
-	indent := e.lineIndent(e.root.Line) + e.flowUnit()
-	member, err := e.flowMember(st, indent, multiline)
+	compact := !multiline && !bytes.Contains(data[open:end], []byte(": "))
+	indent := e.lastMemberIndent()
+	member, err := e.flowMember(st, indent, compact)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +319,7 @@ func (e *editor) appendFlow(st *Status) ([]byte, error) {
 	switch {
 	case multiline:
 		sep = e.t.eol() + strings.Repeat(" ", indent)
-	case !bytes.Contains(data[open:end], []byte(": ")):
+	case compact:
 		sep = ""
 	}
 	switch {
@@ -312,16 +331,32 @@ func (e *editor) appendFlow(st *Status) ([]byte, error) {
 	return splice(data, last, last, ","+sep+member), nil
 }
 
-func (e *editor) flowMember(st *Status, indent int, multiline bool) (string, error) {
+func (e *editor) flowMember(st *Status, indent int, compact bool) (string, error) {
 	key := "status"
 	if len(e.root.Content) > 0 && e.root.Content[0].Style&yaml.DoubleQuotedStyle != 0 {
 		key = `"status"`
 	}
-	if !multiline {
-		indent = -1
-	}
 	value, err := e.flowValue(st, indent)
+	if compact {
+		return key + ":" + value, err
+	}
 	return key + ": " + value, err
+}
+
+// lastMemberIndent returns the indentation of the line on which the last
+// member of a flow mapping starts: the column of its key where the key
+// starts the line.
+func (e *editor) lastMemberIndent() int {
+	if len(e.root.Content) < 2 {
+		return e.lineIndent(e.root.Line) + 2
+	}
+	key := e.root.Content[len(e.root.Content)-2]
+	start := e.t.lineStart(key.Line)
+	at := e.t.offset(key.Line, key.Column)
+	if len(bytes.Trim(e.t.data[start:at], " \t")) == 0 {
+		return key.Column - 1
+	}
+	return e.lineIndent(key.Line)
 }
 
 // flowValue returns the status as JSON, which flow-style YAML accepts too:

@@ -31,8 +31,11 @@ type validator struct {
 }
 
 func (v *validator) fail(field, format string, args ...any) {
-	if v.bad[field] {
-		return
+	for f := field; f != ""; f = parent(f) {
+		if v.bad[f] {
+			// Decoding reported this field or one that holds it.
+			return
+		}
 	}
 	v.errs = append(v.errs, &FieldError{
 		File: v.file, Line: v.lineOf(field), Field: field, Message: fmt.Sprintf(format, args...),
@@ -46,11 +49,7 @@ func (v *validator) lineOf(field string) int {
 		if line, ok := v.lines[field]; ok {
 			return line
 		}
-		i := strings.LastIndexAny(field, ".[")
-		if i < 0 {
-			break
-		}
-		field = field[:i]
+		field = parent(field)
 	}
 	return 0
 }
