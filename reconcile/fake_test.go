@@ -276,6 +276,8 @@ type harness struct {
 	cat   *Catalog
 	r     *Reconciler
 	mode  StatusMode
+	// runtime, when set, replaces the fake runtime rt.
+	runtime vmruntime.Runtime
 }
 
 var testEpoch = time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
@@ -304,8 +306,12 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) restart() {
 	h.t.Helper()
 	h.cat = NewCatalog(h.dir)
+	var rt vmruntime.Runtime = h.rt
+	if h.runtime != nil {
+		rt = h.runtime
+	}
 	r, err := New(Config{
-		Runtime: h.rt, Catalog: h.cat, StateDir: h.state, HostLock: h.lock,
+		Runtime: rt, Catalog: h.cat, StateDir: h.state, HostLock: h.lock,
 		Clock: h.clock, StatusMode: h.mode, SaveTimeout: time.Second,
 	})
 	if err != nil {
