@@ -255,10 +255,14 @@ type fakeAgent struct {
 	name string
 }
 
-func (a *fakeAgent) Ping(ctx context.Context) error     { return a.rt.call(ctx, "Ping", a.name, false) }
-func (a *fakeAgent) Quiesce(ctx context.Context) error  { return a.rt.call(ctx, "Quiesce", a.name, true) }
-func (a *fakeAgent) Thaw(ctx context.Context) error     { return a.rt.call(ctx, "Thaw", a.name, false) }
-func (a *fakeAgent) Shutdown(ctx context.Context) error { return a.rt.call(ctx, "Shutdown", a.name, false) }
+func (a *fakeAgent) Ping(ctx context.Context) error { return a.rt.call(ctx, "Ping", a.name, false) }
+func (a *fakeAgent) Quiesce(ctx context.Context) error {
+	return a.rt.call(ctx, "Quiesce", a.name, true)
+}
+func (a *fakeAgent) Thaw(ctx context.Context) error { return a.rt.call(ctx, "Thaw", a.name, false) }
+func (a *fakeAgent) Shutdown(ctx context.Context) error {
+	return a.rt.call(ctx, "Shutdown", a.name, false)
+}
 
 func (a *fakeAgent) Exec(ctx context.Context, argv []string, _ []byte) (vmruntime.ExecResult, error) {
 	return vmruntime.ExecResult{}, a.rt.call(ctx, "Exec", a.name, false)
