@@ -21,6 +21,9 @@ type Options struct {
 	// one process or several, detect each other's overlaps. The default is
 	// StateRoot/sim-trace, which only Runtimes over the same state folder
 	// share.
+	//
+	// NOTE: the trace grows by about 240 bytes per operation and is never
+	// truncated, because other processes read it at their own offsets.
 	TraceFile string
 
 	// Clock measures latencies and stamps trace records. The default is the

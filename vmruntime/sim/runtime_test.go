@@ -373,7 +373,7 @@ func TestStateSurvivesNewRuntime(t *testing.T) {
 		t.Errorf("get k after adoption = %q, want %q", got, "v\n")
 	}
 	if got := string(execIn(t, second, "a", "cat", bootIDPath).Stdout); got != hellos["a"].BootID+"\n" {
-		t.Errorf("boot id after adoption = %q, want %q", got, hellos["a"].BootID)
+		t.Errorf("boot id after adoption = %q, want %q", got, hellos["a"].BootID+"\n")
 	}
 }
 

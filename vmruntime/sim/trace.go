@@ -247,10 +247,10 @@ func (t *tracer) apply(line []byte) {
 
 // write appends out to the trace in one write, so that a record is never
 // interleaved with another process's. The caller holds the flock and has
-// caught up, so out lands at the offset read so far, which moves past it;
-// the caller applies out to the operations in flight itself. Where a
-// process that died mid-write left a line unfinished, a leading newline
-// ends it and the offset stays, so catchUp reads out back.
+// caught up, so out lands at the offset read so far, and the offset moves
+// past it. The caller applies out to the operations in flight itself.
+// Where a process that died mid-write left a line unfinished, a leading
+// newline ends it and the offset stays, so catchUp reads out back.
 func (t *tracer) write(out []byte) error {
 	if t.partial {
 		out = append([]byte{'\n'}, out...)
