@@ -20,7 +20,7 @@ import (
 // Catalog tracks which manifest files claim which VM names. It is safe for
 // concurrent use.
 //
-// A key is a VM name; a file whose name cannot be read is keyed by its path,
+// A key is a VM name. A file whose name cannot be read is keyed by its path,
 // which contains a '/' and so never collides with a DNS-1123 name.
 //
 // A name belongs to the first file that claimed it in the daemon's life (at
@@ -41,7 +41,7 @@ type Catalog struct {
 	nextSeq uint64
 }
 
-// catalogFile is one manifest file the catalog knows.
+// catalogFile is one manifest file in the catalog.
 type catalogFile struct {
 	path  string
 	stamp fileStamp
@@ -50,7 +50,8 @@ type catalogFile struct {
 	seq   uint64 // claim order
 }
 
-// fileStamp tells whether a file changed since it was parsed.
+// fileStamp is the size, modification time and inode of a parsed file,
+// compared to tell whether the file changed since.
 type fileStamp struct {
 	size    int64
 	modTime time.Time
@@ -76,9 +77,9 @@ func NewCatalog(dir string) *Catalog {
 // Dir returns the manifest folder, made absolute.
 func (c *Catalog) Dir() string { return c.dir }
 
-// Relist reads the folder, loads new and changed files, forgets vanished
-// ones, and returns every key in the catalog, sorted, plus the keys that
-// vanished: a periodic Relist re-checks every VM, which is how a VM that
+// Relist reads the folder, loads new and changed files and drops vanished
+// ones. It returns every key in the catalog and the keys that vanished,
+// sorted. So a periodic Relist re-checks every VM, which is how a VM that
 // crashed without a file event is noticed.
 func (c *Catalog) Relist() ([]string, error) {
 	paths, err := c.listPaths()

@@ -78,7 +78,7 @@ func TestCatalogCachesParse(t *testing.T) {
 	if err := os.WriteFile(path, []byte(manifest{name: "web", desired: spec.Running}.text()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// No Update call: lookup itself sees the change.
+	// No Update call: lookup itself detects the change.
 	changed := h.cat.lookup("web").Owner
 	if changed == first || changed.VM.Spec.DesiredState != spec.Running {
 		t.Error("a changed file was not parsed again")

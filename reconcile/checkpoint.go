@@ -139,8 +139,9 @@ func (r *Reconciler) deleteCheckpoint(name string) error {
 	return syncDir(r.vmDir(name))
 }
 
-// removeTempCheckpoint deletes what an interrupted save left. The VM
-// process still holds the memory, so nothing is lost.
+// removeTempCheckpoint deletes what an interrupted save left. Nothing is
+// lost because a save only completes with the rename, before the VM
+// process ends, so the process still has the memory.
 func (r *Reconciler) removeTempCheckpoint(name string) error {
 	err := os.Remove(r.checkpointTempPath(name))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -7,8 +7,8 @@ import (
 	"github.com/vmlet/vmlet/vmruntime"
 )
 
-// vmState is what a VM is, from the runtime's observation and the files in
-// its state folder.
+// vmState is the state of a VM, from the runtime's observation and the
+// files in its state folder.
 type vmState string
 
 const (
@@ -70,18 +70,18 @@ type situation struct {
 	Process        vmruntime.State
 	Checkpoint     bool
 	TempCheckpoint bool
-	// Manifest says whether a file owns the name; Valid whether it parsed
-	// and validated.
+	// Manifest is true when a file owns the name, and Valid when that file
+	// parsed and validated.
 	Manifest bool
 	Valid    bool
 	Desired  spec.DesiredState
-	// Started is true when the record says the VM should have a process.
+	// Started is true when the record expects the VM to have a process.
 	Started bool
 	// Record is true when the state folder records the VM at all.
 	Record bool
-	// Stale is why the checkpoint cannot be restored; "" when it can.
+	// Stale is the reason the checkpoint cannot be restored, or "".
 	Stale string
-	// NotSuspendable is why the machine cannot be saved; "" when it can.
+	// NotSuspendable is the reason the machine cannot be saved, or "".
 	NotSuspendable string
 	// BackoffLeft is how long a crash restart still has to wait.
 	BackoffLeft time.Duration

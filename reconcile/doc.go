@@ -9,9 +9,9 @@
 //   - Each lifecycle transition holds the host lock from its first runtime
 //     call to its end and runs under a context deadline, so the lock is never
 //     held past the transition's bound.
-//   - What a VM was started with is recorded in its state folder, so an
-//     invalid or removed manifest leaves the VM on its last valid spec and a
-//     restarted daemon knows it too.
+//   - The machine a VM was started with is recorded in its state folder, so
+//     an invalid or removed manifest leaves the VM on its last valid spec,
+//     also after a daemon restart.
 //   - Nothing is deleted outright except a checkpoint a resume has consumed
 //     and a temp checkpoint left by an interrupted suspend: discarded
 //     checkpoints go to the trash and stay there for the retention window.

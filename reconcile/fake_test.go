@@ -54,7 +54,7 @@ type fakeVM struct {
 
 // fakeRuntime is a vmruntime.Runtime, Checkpointer and Adopter that keeps
 // VMs in memory, records lifecycle and agent calls, and fails or hangs
-// the calls a test asks it to.
+// the calls a test selects.
 type fakeRuntime struct {
 	lock *fakeLocker
 

@@ -43,7 +43,7 @@ func TestInvalidManifestKeepsLastValidSpec(t *testing.T) {
 		t.Errorf("phase = %s, want Running", m.Status.Phase)
 	}
 
-	// The restarted daemon knows the VM's machine from its record.
+	// The restarted daemon reads the VM's machine from its record.
 	h.restart()
 	h.mustReconcile("web")
 	if calls := h.rt.takeCalls(); len(calls) > 0 {

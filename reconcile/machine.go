@@ -19,9 +19,9 @@ import (
 // was last started with.
 const recordFile = "machine.json"
 
-// record is what a VM was last started with, kept in its state folder so
-// that an invalid or removed manifest leaves the VM on its last valid spec
-// and a restarted daemon knows it.
+// record is the machine a VM was last started with and its crash history,
+// kept in its state folder. It lets an invalid or removed manifest leave the
+// VM on its last valid spec, also after a daemon restart.
 type record struct {
 	Machine  vmruntime.Machine `json:"machine"`
 	SpecHash string            `json:"specHash"`
@@ -34,8 +34,8 @@ type record struct {
 	Restarts   int       `json:"restarts,omitempty"`
 	Crashes    int       `json:"crashes,omitempty"`
 	NextBootAt time.Time `json:"nextBootAt,omitzero"`
-	// Failure is why the last start failed or the VM crashed; nil after a
-	// successful start.
+	// Failure is the cause of the last failed start or crash. It is nil
+	// after a successful start.
 	Failure *failure `json:"failure,omitempty"`
 }
 
@@ -159,7 +159,7 @@ func (r *Reconciler) writeRecord(name string, rec *record) error {
 	return nil
 }
 
-// removeRecord forgets what a removed VM was started with.
+// removeRecord deletes the record of a removed VM.
 func (r *Reconciler) removeRecord(name string) error {
 	err := os.Remove(filepath.Join(r.vmDir(name), recordFile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -18,8 +18,8 @@ import (
 // where the manifest cannot, or in StatusState mode.
 const statusFile = "status.yaml"
 
-// conflictRequeue is how soon a VM is reconciled again after its status
-// write lost a race with a user's edit.
+// conflictRequeue is the delay before a VM is reconciled again after its
+// status write lost a race with a user's edit.
 const conflictRequeue = 100 * time.Millisecond
 
 // publish observes the VM once more and writes its status where it
@@ -175,8 +175,8 @@ func (r *Reconciler) runningReady(v *vmView, t *target) cond {
 	return condTrue(ReasonAgentReady, "guest agent answered the boot handshake")
 }
 
-// failureOf returns the failure a stopped VM shows: a failed start or a
-// crash, while the manifest still asks for the VM to run.
+// failureOf returns the failure a stopped VM shows (a failed start or a
+// crash) while its desired state is not Stopped.
 func failureOf(v *vmView, t *target) *failure {
 	if v.rec == nil || t.desired == spec.Stopped {
 		return nil
@@ -238,8 +238,8 @@ func (r *Reconciler) markDuplicates(ctx context.Context, name string, e entry) e
 	return errors.Join(errs...)
 }
 
-// reconcileFile handles a manifest whose name cannot be read: it says why
-// in the file's status, where the file is well-formed YAML.
+// reconcileFile handles a manifest whose name cannot be read. It writes the
+// error into the file's status where the file is well-formed YAML.
 func (r *Reconciler) reconcileFile(ctx context.Context, path string) (Result, error) {
 	m := r.cfg.Catalog.lookup(path).Owner
 	if m == nil {

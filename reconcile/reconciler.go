@@ -22,7 +22,7 @@ type Locker interface {
 	Lock(ctx context.Context) (unlock func(), err error)
 }
 
-// StatusMode says where status is written.
+// StatusMode selects where status is written.
 type StatusMode int
 
 const (
@@ -39,7 +39,7 @@ const (
 	DefaultSaveTimeout    = 5 * time.Minute
 )
 
-// Config is what a Reconciler needs.
+// Config is the configuration of a Reconciler.
 type Config struct {
 	Runtime vmruntime.Runtime
 	Catalog *Catalog
@@ -58,10 +58,12 @@ type Config struct {
 	SaveTimeout time.Duration
 }
 
-// Result tells the caller when to reconcile the key again.
+// Result is the outcome of a successful Reconcile: when to reconcile the
+// key again.
 type Result struct {
-	// RequeueAfter, when positive, asks for another reconcile after that
-	// long (a crash-restart backoff, a status write that raced a user's).
+	// RequeueAfter, when positive, is the delay before the key must be
+	// reconciled again, for a crash-restart backoff or a status write that
+	// raced a user's edit.
 	RequeueAfter time.Duration
 }
 
@@ -74,7 +76,8 @@ type Reconciler struct {
 	vms map[string]*memo
 }
 
-// memo is what a Reconciler remembers of one VM between reconciles.
+// memo is the state a Reconciler keeps in memory for one VM between
+// reconciles.
 type memo struct {
 	rec       *record
 	recLoaded bool
@@ -152,11 +155,11 @@ func (r *Reconciler) noteOf(name string) *note {
 	return r.memoLocked(name).note
 }
 
-// Adopt runs once at start: it lets the runtime take over VMs an earlier
-// daemon left running, and returns their names together with those of
-// every VM its state folder records, so that each is reconciled: a VM whose
-// manifest went while the daemon was down is stopped and its checkpoint
-// moved to the trash.
+// Adopt runs once at start. It lets the runtime take over the VMs an
+// earlier daemon left running. It returns their names and those of every VM
+// with a record or a checkpoint in the state folder, for the caller to
+// queue. So a VM whose manifest was removed while the daemon was down is
+// stopped, and its checkpoint moved to the trash.
 func (r *Reconciler) Adopt(ctx context.Context) ([]string, error) {
 	keys := make(map[string]bool)
 	if a, ok := r.cfg.Runtime.(vmruntime.Adopter); ok {

@@ -220,8 +220,8 @@ func TestSimRestartedDaemonAdopts(t *testing.T) {
 
 // TestSimHostLockPreventsOverlaps runs two Reconcilers on two state
 // folders that share one sim trace, concurrently, with and without a
-// shared host lock: with it the hazard detector sees no overlap, without
-// it (the negative control) it does.
+// shared host lock. With the lock the hazard detector records no overlap.
+// Without it, the negative control, the detector records overlaps.
 func TestSimHostLockPreventsOverlaps(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -52,7 +52,7 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 }
 
-// startBound is how long a cold boot may take until the agent answers.
+// startBound is the time limit of a cold boot up to the agent's handshake.
 func startBound(t *target) time.Duration { return t.readyTimeout }
 
 // boot cold-boots the VM and waits for its agent, under the host lock.
@@ -64,7 +64,7 @@ func (r *Reconciler) boot(ctx context.Context, v *vmView, t *target) (*note, err
 }
 
 // bootLocked records the machine, boots it and connects to its agent. On
-// failure the VM is killed and the record says why.
+// failure it kills the VM and stores the reason in the record.
 func (r *Reconciler) bootLocked(ctx context.Context, v *vmView, t *target) error {
 	rec := r.startRecord(v, t)
 	if err := r.writeRecord(v.name, rec); err != nil {

@@ -16,7 +16,7 @@ import (
 // maxSteps bounds the repairs and the transition of one reconcile.
 const maxSteps = 4
 
-// target is what the manifest asks for.
+// target is the desired state and machine of the manifest that owns a name.
 type target struct {
 	// m is the manifest that owns the name; nil when none does.
 	m *spec.Manifest
