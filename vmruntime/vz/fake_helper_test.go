@@ -26,6 +26,7 @@ import (
 // steer its behaviour.
 const (
 	envFakeHelper     = "VMLET_VZ_FAKE_HELPER"
+	envRealHelper     = "VMLET_VZ_REAL_HELPER"
 	envNotSuspendable = "VMLET_VZ_FAKE_NOT_SUSPENDABLE"
 	envIgnoreStop     = "VMLET_VZ_FAKE_IGNORE_STOP"
 	envHalfOpen       = "VMLET_VZ_FAKE_HALF_OPEN"

@@ -15,9 +15,16 @@ import (
 	"github.com/vmlet/vmlet/vmruntime"
 )
 
+// realHelperMain runs the test binary as the real VZ helper; the darwin
+// tests set it.
+var realHelperMain func() int
+
 func TestMain(m *testing.M) {
 	if os.Getenv(envFakeHelper) != "" {
 		os.Exit(fakeHelperMain())
+	}
+	if os.Getenv(envRealHelper) != "" && realHelperMain != nil {
+		os.Exit(realHelperMain())
 	}
 	os.Exit(m.Run())
 }
