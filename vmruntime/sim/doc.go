@@ -2,8 +2,8 @@
 // It needs no kernel, disk or hypervisor, yet behaves like one where the
 // controller can tell:
 //
-//   - Every operation takes the latency its Options give it, slept through
-//     the injected clock, so operations really overlap when nothing
+//   - Every lifecycle operation takes the latency its Options give it, slept
+//     through the injected clock, so operations really overlap when nothing
 //     serializes them.
 //   - It enforces Virtualization.framework's rules: Save only from Paused,
 //     Restore only into a Stopped machine, which comes back Paused.
