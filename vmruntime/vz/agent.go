@@ -20,11 +20,10 @@ type agentConn struct {
 	conn   *bufferedConn
 }
 
-// Connect connects to m's agent through the helper's vsock relay, reads its
-// boot handshake and answers it with m's guest configuration, retrying
-// until ctx ends: the first connection after a restore can be half-open.
-// After a restore it also thaws the guest's filesystems, which the agent
-// froze before the save.
+// Connect connects to m's agent through the helper's vsock relay and runs
+// the boot handshake, which sends m's guest configuration. It retries until
+// ctx ends, because the first connection after a restore can be half-open.
+// It does not thaw the guest after a restore: the caller does.
 func (r *Runtime) Connect(ctx context.Context, m *vmruntime.Machine) (vmruntime.Hello, error) {
 	v, err := r.running(m.Name)
 	if err != nil {
@@ -36,17 +35,7 @@ func (r *Runtime) Connect(ctx context.Context, m *vmruntime.Machine) (vmruntime.
 	if r.opts.NewAgent == nil {
 		return vmruntime.Hello{}, errors.New("vz runtime has no agent client configured")
 	}
-	hello, err := r.handshakeUntil(ctx, v, m)
-	if err != nil {
-		return hello, err
-	}
-	if v.restored {
-		if err := v.currentAgent().client.Thaw(ctx); err != nil {
-			return hello, fmt.Errorf("thawing %q after restore: %w", m.Name, err)
-		}
-		v.restored = false
-	}
-	return hello, nil
+	return r.handshakeUntil(ctx, v, m)
 }
 
 // handshakeUntil retries handshake until it succeeds, the helper ends or

@@ -55,7 +55,7 @@ func (r *Runtime) Save(ctx context.Context, m *vmruntime.Machine, path string) (
 
 // CanRestore returns nil when info describes a checkpoint saved by vz on
 // this host under the same macOS major and minor version, or an error
-// wrapping vmruntime.ErrCheckpointIncompatible that says what differs.
+// wrapping vmruntime.ErrCheckpointIncompatible that names what differs.
 func (r *Runtime) CanRestore(info vmruntime.CheckpointInfo) error {
 	if reason := r.host.notSuspendable(); reason != "" {
 		return fmt.Errorf("%w: %s", vmruntime.ErrCheckpointIncompatible, reason)
@@ -89,8 +89,8 @@ func (r *Runtime) Restore(ctx context.Context, m *vmruntime.Machine, path string
 	return err
 }
 
-// host is what the runtime needs to know of the machine it runs on; tests
-// replace it to exercise save and restore off macOS.
+// host is the runtime's view of the machine it runs on. Tests replace it
+// to exercise save and restore off macOS.
 type host struct {
 	notSuspendable func() string
 	runtimeID      func() string
@@ -111,8 +111,8 @@ func runtimeID() string {
 // restored under current, or "" when it can.
 //
 // NOTE: VZ does not document which macOS updates keep a saved state
-// readable; matching the major and minor version is a guess that errs on
-// the side of a cold boot.
+// readable. Matching the major and minor version is a guess, and it errs
+// on the side of a cold boot.
 func compareRuntimeID(saved, current string) string {
 	s, c := parseRuntimeID(saved), parseRuntimeID(current)
 	switch {

@@ -17,7 +17,7 @@ type configStep func(*vz.VirtualMachineConfiguration, *vmruntime.Machine) error
 
 // buildConfig returns m's VZ configuration: a Linux boot loader, cpus and
 // memory, a generic platform with the stored machine identifier, virtio
-// block disks, VirtioFS shares, NAT networking where m asks for it, a
+// block disks, VirtioFS shares, NAT networking when m.Network is nat, a
 // virtio socket for the agent, a virtio console into the console log and an
 // entropy device. It returns VZ's validation error when VZ rejects it.
 func buildConfig(m *vmruntime.Machine) (*vz.VirtualMachineConfiguration, error) {
@@ -109,7 +109,7 @@ func setShares(c *vz.VirtualMachineConfiguration, m *vmruntime.Machine) error {
 }
 
 // setNetwork adds a NAT network device with m's derived MAC address when
-// m asks for NAT.
+// m.Network is nat.
 func setNetwork(c *vz.VirtualMachineConfiguration, m *vmruntime.Machine) error {
 	if m.Network != vmruntime.NetworkNAT {
 		return nil

@@ -9,7 +9,7 @@
 //
 // The daemon's side (the command protocol, its client, process management
 // and adoption) is portable Go and is tested on Linux against a fake
-// helper. The helper's VZ side needs darwin and cgo; save and restore need
+// helper. The helper's VZ side needs darwin and cgo. Save and restore need
 // macOS 14 on Apple silicon, so on an Intel Mac every VM reports that it
 // cannot be suspended.
 //

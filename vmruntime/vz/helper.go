@@ -26,7 +26,8 @@ type hypervisor interface {
 	Restore(path string) error
 	Pause() error
 	Resume() error
-	// RequestStop asks the guest to power off; Stop ends the machine at once.
+	// RequestStop requests that the guest power off. Stop ends the machine
+	// at once.
 	RequestStop() error
 	Stop() error
 	State() vmruntime.State
@@ -59,7 +60,7 @@ type helper struct {
 	mu sync.Mutex
 
 	exitMu sync.Mutex
-	exit   string // why the machine stopped, once it has
+	exit   string // the reason the machine stopped, once it has
 }
 
 // runHelper builds the machine described by dir's configuration file with
@@ -165,7 +166,7 @@ func (h *helper) serve(ln net.Listener) {
 	}
 }
 
-// handle answers one request. An agent request turns the connection into
+// handle serves one request. An agent request turns the connection into
 // a relay, which then owns it.
 func (h *helper) handle(conn net.Conn) {
 	r := bufio.NewReader(conn)
@@ -257,8 +258,8 @@ func saveCheckpoint(hv hypervisor, path string) error {
 }
 
 // relayAgent connects to the guest agent's vsock port, retrying until
-// req.Timeout passes, answers the request, and then copies bytes both ways
-// until either side closes.
+// req.Timeout passes. It then sends the response and copies bytes both
+// ways until either side closes.
 func (h *helper) relayAgent(conn *bufferedConn, req request) {
 	guest, err := h.dialAgent(req)
 	if err != nil {

@@ -16,10 +16,10 @@ import (
 	"github.com/vmlet/vmlet/vmruntime"
 )
 
-// RunHelper runs the helper of the VM whose state folder is dir: it builds
-// the VZ machine from the configuration the daemon wrote there, boots it,
-// or restores it from restorePath when that is not empty, and serves the
-// daemon's commands until the machine stops or ctx ends. The binary must
+// RunHelper runs the helper of the VM whose state folder is dir. It builds
+// the VZ machine from the configuration the daemon wrote there and boots
+// it, or restores it from restorePath when that is not empty. Then it
+// serves the daemon's commands until the machine stops or ctx ends. The binary must
 // be signed with the com.apple.security.virtualization entitlement.
 func RunHelper(ctx context.Context, dir, restorePath string) error {
 	return runHelper(ctx, dir, restorePath, newVZMachine)
@@ -76,7 +76,7 @@ func (v *vzMachine) Pause() error { return v.vm.Pause() }
 
 func (v *vzMachine) Resume() error { return v.vm.Resume() }
 
-// RequestStop asks the guest to power off, as an ACPI power button would.
+// RequestStop requests that the guest power off, as an ACPI power button does.
 func (v *vzMachine) RequestStop() error {
 	ok, err := v.vm.RequestStop()
 	if err != nil {
@@ -97,8 +97,8 @@ func (v *vzMachine) Stop() error {
 	return v.vm.Stop()
 }
 
-// State maps VZ's states, transitional ones included, onto the three the
-// daemon knows.
+// State maps VZ's states, transitional ones included, onto the three
+// states of vmruntime.
 func (v *vzMachine) State() vmruntime.State {
 	switch v.vm.State() {
 	case vz.VirtualMachineStatePaused, vz.VirtualMachineStatePausing, vz.VirtualMachineStateSaving:

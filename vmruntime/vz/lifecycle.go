@@ -30,7 +30,7 @@ func (r *Runtime) simple(ctx context.Context, name, op string) error {
 	return err
 }
 
-// Stop asks the guest to power off, through its agent when one is
+// Stop requests that the guest power off, through its agent when one is
 // connected and through VZ's RequestStop, waits m.StopTimeout, then ends
 // the machine with VZ's Stop and at last kills the helper. It returns once
 // the helper is gone.
@@ -48,8 +48,8 @@ func (r *Runtime) Stop(ctx context.Context, m *vmruntime.Machine) error {
 	return r.end(ctx, v)
 }
 
-// requestShutdown asks the guest to power off; a failure only means Stop
-// goes on to end the machine when the timeout passes.
+// requestShutdown requests that the guest power off. A failure is ignored
+// because Stop then ends the machine when the timeout passes.
 func (r *Runtime) requestShutdown(ctx context.Context, v *vm) {
 	if a := v.currentAgent(); a != nil {
 		sctx, cancel := context.WithTimeout(ctx, shutdownRequestTimeout)
@@ -88,7 +88,8 @@ func (r *Runtime) end(ctx context.Context, v *vm) error {
 	}
 }
 
-// drop forgets a helper that is gone and closes its agent connection.
+// drop removes a helper that is gone from the runtime and closes its agent
+// connection.
 func (r *Runtime) drop(v *vm) {
 	r.forget(v)
 	v.setAgent(nil)

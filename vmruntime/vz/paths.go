@@ -45,7 +45,7 @@ func checkSocketRoom(stateRoot string) error {
 }
 
 // canonicalPath returns path with its folder's symlinks resolved, so that
-// VZ sees the same path at save and at restore (on macOS /var is a symlink
+// VZ gets the same path at save and at restore (on macOS /var is a symlink
 // to /private/var). The file itself need not exist.
 func canonicalPath(path string) (string, error) {
 	if !filepath.IsAbs(path) {

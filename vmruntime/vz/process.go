@@ -37,7 +37,6 @@ type vm struct {
 	waitErr        error // the exit status of a helper this process started
 	stopRequested  bool  // Stop or Kill ended it, so an exit is no failure
 	notSuspendable string
-	restored       bool
 	agent          *agentConn
 }
 
@@ -194,8 +193,8 @@ func exchange(c *bufferedConn, req request) (response, error) {
 	return resp, nil
 }
 
-// waitReady polls the helper until its socket answers, the helper ends or
-// ctx ends; in the last two cases it kills the helper and returns an error.
+// waitReady polls the helper until its socket replies, the helper ends or
+// ctx ends. In the last two cases it kills the helper and returns an error.
 func (v *vm) waitReady(ctx context.Context) (response, error) {
 	for {
 		if resp, err := v.call(ctx, request{Op: opState}); err == nil {

@@ -34,7 +34,7 @@ type request struct {
 	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
-// response is the helper's answer, one line of JSON. After a successful
+// response is the helper's reply, one line of JSON. After a successful
 // opAgent response the connection carries the agent's bytes both ways.
 type response struct {
 	Error string          `json:"error,omitempty"`
@@ -43,7 +43,7 @@ type response struct {
 	// NotSuspendable is the hypervisor's reason why this machine cannot be
 	// saved; empty when it can.
 	NotSuspendable string `json:"notSuspendable,omitempty"`
-	// Exit is why the machine stopped, once it has.
+	// Exit is the reason the machine stopped, once it has.
 	Exit string `json:"exit,omitempty"`
 }
 
@@ -80,9 +80,8 @@ func readLine(r *bufio.Reader, v any) error {
 }
 
 // bufferedConn is a connection whose first bytes were read into a
-// bufio.Reader; reads drain that buffer before the connection, so bytes
-// that followed the protocol line are not lost when the connection turns
-// into an agent relay.
+// bufio.Reader. Reads drain that buffer first, so the bytes that followed
+// the protocol line are not lost when the connection becomes an agent relay.
 type bufferedConn struct {
 	net.Conn
 	r *bufio.Reader

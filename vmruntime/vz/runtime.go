@@ -17,7 +17,7 @@ import (
 // github.com/vmlet/vmlet/vmruntime/agent provides it.
 type AgentClient interface {
 	vmruntime.Agent
-	// Handshake reads the agent's boot handshake and answers it with cfg.
+	// Handshake runs the agent's boot handshake and sends it cfg.
 	Handshake(ctx context.Context, cfg vmruntime.GuestConfig) (vmruntime.Hello, error)
 }
 
@@ -94,10 +94,14 @@ func (r *Runtime) Boot(ctx context.Context, m *vmruntime.Machine) error {
 	return err
 }
 
-// start spawns a helper for m and waits until its socket answers.
+// start spawns a helper for m and waits until its socket replies.
 func (r *Runtime) start(ctx context.Context, m *vmruntime.Machine, restorePath string) (*vm, error) {
 	if old := r.lookup(m.Name); old != nil && !old.exited() {
 		return nil, fmt.Errorf("vm %q already has a helper, pid %d", m.Name, old.pid)
+	}
+	// A helper this runtime has not adopted still owns the machine's disks.
+	if other, _, ok := probe(ctx, m.Name, m.StateDir); ok {
+		return nil, fmt.Errorf("vm %q already runs in helper pid %d, which this daemon has not adopted", m.Name, other.pid)
 	}
 	v, err := r.spawnHelper(m, restorePath)
 	if err != nil {
@@ -108,7 +112,6 @@ func (r *Runtime) start(ctx context.Context, m *vmruntime.Machine, restorePath s
 		return nil, err
 	}
 	v.notSuspendable = resp.NotSuspendable
-	v.restored = restorePath != ""
 	r.track(v)
 	return v, nil
 }

@@ -274,9 +274,18 @@ func TestSuspendResumeKeepsBootID(t *testing.T) {
 	if after.BootID != before.BootID {
 		t.Errorf("boot id after resume = %q, want %q from before the save", after.BootID, before.BootID)
 	}
-	if got := calls(t, m); !slices.Contains(got, "agent_thaw") {
-		t.Errorf("calls = %v, want a thaw after the restore", got)
+	if got := calls(t, m); !slices.Contains(got, "restore_"+canonical(t, path)) {
+		t.Errorf("calls = %v, want a restore from the canonical checkpoint path", got)
 	}
+}
+
+func canonical(t *testing.T, path string) string {
+	t.Helper()
+	c, err := canonicalPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // suspend quiesces, pauses, saves and kills m, as the reconciler does.
@@ -463,5 +472,23 @@ func writeStalePID(t *testing.T, dir string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, pidFile), []byte(strconv.Itoa(p.Pid)), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestBootRejectsUnadoptedHelper(t *testing.T) {
+	t.Parallel()
+	root := newStateRoot(t)
+	first := newTestRuntime(t, root)
+	m := newMachine(t, root, "owned")
+	boot(t, first, m)
+	pid := observe(t, first, m.Name).PID
+
+	second := newTestRuntime(t, root)
+	if err := second.Boot(t.Context(), m); err == nil {
+		_ = second.Kill(t.Context(), m.Name)
+		t.Fatal("Boot started a second helper for a machine that already runs")
+	}
+	if o := observe(t, first, m.Name); o.State != vmruntime.StateRunning || o.PID != pid {
+		t.Errorf("first helper after the rejected Boot = %+v, want Running with pid %d", o, pid)
 	}
 }

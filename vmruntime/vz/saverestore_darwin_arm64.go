@@ -28,9 +28,9 @@ func (v *vzMachine) Save(path string) error {
 	return v.vm.SaveMachineStateToPath(path)
 }
 
-// Restore loads the state at path into the stopped machine, which must
-// have been built from the configuration and machine identifier it was
-// saved with; the machine comes back paused. It needs macOS 14 on Apple
+// Restore loads the state at path into the stopped machine, which comes
+// back paused. The machine must have been built from the configuration and
+// machine identifier the state was saved with. It needs macOS 14 on Apple
 // silicon.
 func (v *vzMachine) Restore(path string) error {
 	return v.vm.RestoreMachineStateFromURL(path)
