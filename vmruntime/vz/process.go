@@ -20,6 +20,8 @@ import (
 // Intervals of the daemon's polling.
 const (
 	pollInterval = 50 * time.Millisecond
+	// readyPollInterval is shorter, because a boot waits on it.
+	readyPollInterval = 10 * time.Millisecond
 	// killGrace is how long a helper gets to end its machine after a stop
 	// request before it is killed.
 	killGrace = 10 * time.Second
@@ -206,7 +208,7 @@ func (v *vm) waitReady(ctx context.Context) (response, error) {
 		case <-ctx.Done():
 			v.kill()
 			return response{}, fmt.Errorf("waiting for helper of %q: %w", v.name, ctx.Err())
-		case <-time.After(pollInterval):
+		case <-time.After(readyPollInterval):
 		}
 	}
 }

@@ -34,7 +34,7 @@ const testRuntimeID = "vz macos=14.5 arch=arm64 host=test-host"
 
 // newTestRuntime returns a Runtime whose helpers are the test binary as a
 // fake helper with env added, on a host that can save and restore.
-func newTestRuntime(t *testing.T, root string, env ...string) *Runtime {
+func newTestRuntime(t testing.TB, root string, env ...string) *Runtime {
 	t.Helper()
 	r, err := New(root, Options{
 		Executable:          os.Args[0],
@@ -54,7 +54,7 @@ func newTestRuntime(t *testing.T, root string, env ...string) *Runtime {
 
 // newStateRoot returns a short state folder: t.TempDir's paths can be too
 // long for unix sockets.
-func newStateRoot(t *testing.T) string {
+func newStateRoot(t testing.TB) string {
 	t.Helper()
 	root, err := os.MkdirTemp("", "vz")
 	if err != nil {
@@ -66,7 +66,7 @@ func newStateRoot(t *testing.T) string {
 
 // newMachine returns a machine named name under root with an agent, a
 // kernel file and a disk the runtime creates.
-func newMachine(t *testing.T, root, name string) *vmruntime.Machine {
+func newMachine(t testing.TB, root, name string) *vmruntime.Machine {
 	t.Helper()
 	kernel := filepath.Join(root, "vmlinuz")
 	if err := os.WriteFile(kernel, []byte("kernel"), 0o600); err != nil {
