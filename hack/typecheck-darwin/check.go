@@ -20,7 +20,7 @@ import (
 // vzModule is checked in full like the project's own packages.
 const vzModule = "github.com/Code-Hex/vz/v3"
 
-// listedPackage is what "go list -json" reports of one package.
+// listedPackage is one package in the output of "go list -json".
 type listedPackage struct {
 	ImportPath  string
 	Dir         string
@@ -110,7 +110,7 @@ func goListJSON(dir string, args []string, arch string) ([]*listedPackage, error
 	fields := "-json=ImportPath,Dir,GoFiles,CgoFiles,TestGoFiles,ImportMap,Module,Error"
 	cmd := exec.Command("go", append([]string{"list", fields}, args...)...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=darwin", "GOARCH="+arch, "CGO_ENABLED=1", "GOFLAGS=-mod=mod")
+	cmd.Env = append(os.Environ(), "GOOS=darwin", "GOARCH="+arch, "CGO_ENABLED=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -6,8 +6,8 @@
 // cgo import "C" (go/types' FakeImportC), since no macOS SDK or C
 // compiler is at hand. Every package of the project and of
 // github.com/Code-Hex/vz/v3 is checked in full, in-package test files
-// included; other dependencies are checked without function bodies, only
-// for the declarations they export. Errors print as FILE:LINE:COL: message
+// included. Other dependencies are checked without function bodies, because
+// only their exported declarations matter. Errors print as FILE:LINE:COL: message
 // and make it exit with status 1.
 //
 // Usage:

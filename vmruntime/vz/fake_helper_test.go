@@ -157,7 +157,7 @@ func (f *fakeHypervisor) State() vmruntime.State {
 // Save fails when path exists, as VZ's does.
 func (f *fakeHypervisor) Save(path string) error {
 	f.record("save")
-	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644) // as VZ may, under the umask
 	if err != nil {
 		return err
 	}

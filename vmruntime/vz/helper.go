@@ -250,6 +250,11 @@ func saveCheckpoint(hv hypervisor, path string) error {
 		os.Remove(tmp)
 		return fmt.Errorf("saving machine state to %q: %w", tmp, err)
 	}
+	// The checkpoint holds the guest's memory, secrets included.
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("restricting %q: %w", tmp, err)
+	}
 	if err := commitFile(tmp, path); err != nil {
 		os.Remove(tmp)
 		return err

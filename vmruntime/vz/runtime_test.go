@@ -257,6 +257,11 @@ func TestSuspendResumeKeepsBootID(t *testing.T) {
 	if info.Runtime != testRuntimeID || info.Bytes == 0 {
 		t.Errorf("CheckpointInfo = %+v, want this host's runtime and a size", info)
 	}
+	if st, err := os.Stat(path); err != nil {
+		t.Errorf("checkpoint missing after Save: %v", err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("checkpoint mode = %v, want 0600", st.Mode().Perm())
+	}
 	if _, err := os.Stat(filepath.Join(root, ".warm.ckpt.tmp")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("temp file left beside the checkpoint: %v", err)
 	}
