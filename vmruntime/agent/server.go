@@ -75,9 +75,16 @@ func serveLine(ctx context.Context, w io.Writer, h Handler, line []byte) error {
 	return nil
 }
 
-// handle runs req on h and returns the response.
-func handle(ctx context.Context, h Handler, req Request) Response {
-	resp := Response{ID: req.ID}
+// handle runs req on h and returns the response. A panic in the handler
+// becomes an error response, because in the guest the agent is PID 1 and
+// its exit would panic the kernel.
+func handle(ctx context.Context, h Handler, req Request) (resp Response) {
+	resp = Response{ID: req.ID}
+	defer func() {
+		if r := recover(); r != nil {
+			resp = Response{ID: req.ID, Error: fmt.Sprintf("agent panic during %s: %v", req.Op, r)}
+		}
+	}()
 	var err error
 	switch req.Op {
 	case OpHello:
