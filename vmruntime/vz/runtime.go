@@ -117,7 +117,8 @@ func (r *Runtime) start(ctx context.Context, m *vmruntime.Machine, restorePath s
 }
 
 // prepareMachine checks m's files, creates missing disks that have a size
-// and returns a copy of m with every path canonical.
+// and returns a copy of m with every path canonical and the kernel
+// uncompressed.
 func prepareMachine(m *vmruntime.Machine) (*vmruntime.Machine, error) {
 	if err := os.MkdirAll(m.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state folder: %w", err)
@@ -128,7 +129,14 @@ func prepareMachine(m *vmruntime.Machine) (*vmruntime.Machine, error) {
 	if err := checkFiles(machinePaths(m)...); err != nil {
 		return nil, fmt.Errorf("booting %q: %w", m.Name, err)
 	}
-	return canonicalMachine(m)
+	cm, err := canonicalMachine(m)
+	if err != nil {
+		return nil, err
+	}
+	if cm.Kernel, err = uncompressedKernel(cm.Kernel, cm.StateDir); err != nil {
+		return nil, err
+	}
+	return cm, nil
 }
 
 // machinePaths returns every host path m needs.

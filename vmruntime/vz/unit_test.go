@@ -2,6 +2,8 @@ package vz
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"os"
 	"path/filepath"
@@ -208,5 +210,54 @@ func TestReadLineBounded(t *testing.T) {
 	ok := `{"op":"state"}` + "\n"
 	if err := readLine(bufio.NewReader(strings.NewReader(ok)), &v); err != nil || v.Op != opState {
 		t.Errorf("readLine = %+v, %v, want op state", v, err)
+	}
+}
+
+func TestUncompressedKernel(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	image := bytes.Repeat([]byte("ARM64 kernel image "), 1000)
+	plain := filepath.Join(dir, "Image")
+	if err := os.WriteFile(plain, image, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(image)
+	zw.Close()
+	compressed := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(compressed, gz.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := t.TempDir()
+
+	got, err := uncompressedKernel(plain, stateDir)
+	if err != nil || got != plain {
+		t.Errorf("uncompressedKernel(plain) = %q, %v, want the same path", got, err)
+	}
+	got, err = uncompressedKernel(compressed, stateDir)
+	if err != nil {
+		t.Fatalf("uncompressedKernel(gzip): %v", err)
+	}
+	if want := filepath.Join(stateDir, kernelFile); got != want {
+		t.Errorf("uncompressedKernel(gzip) = %q, want %q", got, want)
+	}
+	if b, err := os.ReadFile(got); err != nil || !bytes.Equal(b, image) {
+		t.Errorf("decompressed kernel differs from the image (%v)", err)
+	}
+}
+
+func TestUncompressedKernelCorrupt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	corrupt := filepath.Join(dir, "vmlinuz")
+	if err := os.WriteFile(corrupt, []byte{0x1f, 0x8b, 8, 0, 1, 2, 3}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := uncompressedKernel(corrupt, dir); err == nil {
+		t.Error("uncompressedKernel accepted a corrupt gzip stream")
+	}
+	if _, err := os.Stat(filepath.Join(dir, kernelFile+".tmp")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temp file left after a failed decompression: %v", err)
 	}
 }
