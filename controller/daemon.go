@@ -37,8 +37,9 @@ type Options struct {
 	// host may overlap their transitions. Tests set it to show that the
 	// overlap detector works; nothing else should.
 	DisableHostLock bool
-	// NewRuntime builds the backend once the state folder is locked.
-	NewRuntime func() (vmruntime.Runtime, error)
+	// NewRuntime builds the backend over the absolute state folder once the
+	// daemon holds its lock.
+	NewRuntime func(stateDir string) (vmruntime.Runtime, error)
 	// StatusMode says where status goes.
 	StatusMode reconcile.StatusMode
 	// Resync and Debounce configure the watcher; zero means the default.
@@ -62,7 +63,10 @@ type Options struct {
 // API and purges the trash until ctx ends. It then lets the transition in
 // flight finish, leaves every VM as it is, and returns nil.
 func Run(ctx context.Context, opts Options) error {
-	opts = opts.withDefaults()
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
 	if err := prepareFolders(opts); err != nil {
 		return err
 	}
@@ -79,14 +83,24 @@ func Run(ctx context.Context, opts Options) error {
 	return d.run(ctx)
 }
 
-func (o Options) withDefaults() Options {
+// withDefaults fills in the defaults and makes the folders absolute, so
+// that every path the watcher reports names the file whatever the working
+// folder.
+func (o Options) withDefaults() (Options, error) {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
 	if o.PurgeInterval <= 0 {
 		o.PurgeInterval = DefaultPurgeInterval
 	}
-	return o
+	var err error
+	if o.Dir, err = filepath.Abs(o.Dir); err != nil {
+		return o, fmt.Errorf("resolving manifest folder: %w", err)
+	}
+	if o.StateDir, err = filepath.Abs(o.StateDir); err != nil {
+		return o, fmt.Errorf("resolving state folder: %w", err)
+	}
+	return o, nil
 }
 
 func prepareFolders(opts Options) error {
@@ -110,17 +124,13 @@ func prepareFolders(opts Options) error {
 // per-VM sockets under <state>/vms/<name>/ and report a name too long for
 // them when they boot that VM.
 func checkSocketPath(path string) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return fmt.Errorf("resolving %q: %w", path, err)
-	}
 	limit := 108
 	if runtime.GOOS != "linux" {
 		limit = 104
 	}
-	if len(abs) >= limit {
+	if len(path) >= limit {
 		return fmt.Errorf("%w: %q is %d bytes, the limit is %d; choose a shorter --state-dir",
-			ErrSocketPathTooLong, abs, len(abs), limit-1)
+			ErrSocketPathTooLong, path, len(path), limit-1)
 	}
 	return nil
 }
@@ -135,7 +145,7 @@ type daemon struct {
 }
 
 func newDaemon(opts Options) (*daemon, error) {
-	rt, err := opts.NewRuntime()
+	rt, err := opts.NewRuntime(opts.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("starting runtime: %w", err)
 	}
