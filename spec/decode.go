@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,10 +10,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// decoder turns a YAML node tree into plain values (maps, lists, strings,
-// int64, bool) that encoding/json can take, following a schema. It records
-// every problem with its line instead of stopping at the first, and the
-// line of every field it reads, for the validation that follows.
+// decoder turns a YAML node tree into JSON that encoding/json then decodes
+// strictly, following a schema. It records every problem with its line
+// instead of stopping at the first, and the line of every field it reads,
+// for the validation that follows. A field with a problem is left out of
+// the JSON.
 //
 // A string field takes the scalar's text as the user wrote it, whatever
 // YAML would resolve it to, so that `no`, `off` or `1.10` never become
@@ -24,6 +26,7 @@ type decoder struct {
 	// bad holds the fields that had a problem, so that validation does not
 	// report them again as missing.
 	bad map[string]bool
+	buf []byte // the JSON written so far
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {
@@ -39,52 +42,65 @@ func (d *decoder) markBad(field string) {
 	}
 }
 
-// value decodes n as s. It returns false when n is null or has a problem,
-// so that the field is left out.
-func (d *decoder) value(n *yaml.Node, s *schema, path string) (any, bool) {
+// value appends n, decoded as s, to the JSON. It returns false, having
+// appended nothing, when n is null or has a problem.
+func (d *decoder) value(n *yaml.Node, s *schema, path string) bool {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return nil, false
+		return false
 	}
 	switch s.kind {
 	case kindStruct:
 		return d.mapping(n, s, path)
 	case kindStringMap:
-		return d.stringMap(n, path)
+		return d.mapping(n, stringMapSchema, path)
 	case kindList:
 		return d.list(n, s.elem, path)
 	}
 	if n.Kind != yaml.ScalarNode {
 		d.fail(n.Line, path, "must be %s, not a %s", scalarName(s), nodeKindName(n))
-		return nil, false
+		return false
 	}
 	return d.scalar(n, s, path)
 }
 
-func (d *decoder) scalar(n *yaml.Node, s *schema, path string) (any, bool) {
+// stringMapSchema reads a map of strings (labels): any key, text values.
+var stringMapSchema = &schema{kind: kindStringMap}
+
+func (d *decoder) scalar(n *yaml.Node, s *schema, path string) bool {
+	var ok bool
 	switch s.kind {
 	case kindString:
-		return n.Value, true
+		ok = true
 	case kindInt:
 		return d.integer(n, s, path)
 	case kindBool:
 		return d.boolean(n, path)
 	case kindQuantity:
-		return d.quantity(n, path)
+		ok = d.check(n, path, quantityProblem)
 	case kindDuration:
-		return d.duration(n, path)
+		ok = d.check(n, path, durationProblem)
+	default:
+		ok = d.check(n, path, timeProblem)
 	}
-	return d.time(n, path)
+	if ok {
+		d.buf = appendJSONString(d.buf, n.Value)
+	}
+	return ok
 }
 
-func (d *decoder) mapping(n *yaml.Node, s *schema, path string) (any, bool) {
+// mapping appends a mapping as a JSON object. With a struct schema it
+// reports unknown fields; with the string map schema every key is known
+// and every value is text.
+func (d *decoder) mapping(n *yaml.Node, s *schema, path string) bool {
 	if n.Kind != yaml.MappingNode {
 		d.fail(n.Line, path, "must be a mapping, not a %s", nodeKindName(n))
-		return nil, false
+		return false
 	}
-	out := make(map[string]any, len(n.Content)/2)
+	d.buf = append(d.buf, '{')
+	empty := len(d.buf)
 	seen := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
@@ -92,28 +108,46 @@ func (d *decoder) mapping(n *yaml.Node, s *schema, path string) (any, bool) {
 		if !ok {
 			continue
 		}
-		d.member(out, name, val, s, join(path, name), key.Line)
+		d.member(name, val, s, join(path, name), key.Line, len(d.buf) > empty)
 	}
-	return out, true
+	d.buf = append(d.buf, '}')
+	return true
 }
 
-func (d *decoder) member(out map[string]any, name string, val *yaml.Node, s *schema, path string, line int) {
-	field, ok := s.fields[name]
-	if !ok {
-		known := suggestField(name, s)
-		if known != "" {
-			// The field is there, misspelt: it is not also missing.
-			d.markBad(join(parent(path), known))
-			d.fail(line, path, "unknown field (did you mean %q?)", known)
+// member appends one member of a mapping, with a comma before it unless
+// it is the first.
+func (d *decoder) member(name string, val *yaml.Node, s *schema, path string, line int, comma bool) {
+	field := textSchema
+	if s.kind == kindStruct {
+		var ok bool
+		if field, ok = s.fields[name]; !ok {
+			d.unknown(name, s, path, line)
 			return
 		}
+	}
+	d.lines[path] = line
+	mark := len(d.buf)
+	if comma {
+		d.buf = append(d.buf, ',')
+	}
+	d.buf = appendJSONString(d.buf, name)
+	d.buf = append(d.buf, ':')
+	if !d.value(val, field, path) {
+		d.buf = d.buf[:mark]
+	}
+}
+
+var textSchema = &schema{kind: kindString}
+
+func (d *decoder) unknown(name string, s *schema, path string, line int) {
+	known := suggestField(name, s)
+	if known == "" {
 		d.fail(line, path, "unknown field")
 		return
 	}
-	d.lines[path] = line
-	if v, ok := d.value(val, field, path); ok {
-		out[name] = v
-	}
+	// The field is there, misspelt: it is not also missing.
+	d.markBad(join(parent(path), known))
+	d.fail(line, path, "unknown field (did you mean %q?)", known)
 }
 
 // key returns the text of a mapping key, reporting keys that are not plain
@@ -135,71 +169,56 @@ func (d *decoder) key(key *yaml.Node, seen map[string]int, path string) (string,
 	return key.Value, true
 }
 
-func (d *decoder) stringMap(n *yaml.Node, path string) (any, bool) {
-	if n.Kind != yaml.MappingNode {
-		d.fail(n.Line, path, "must be a mapping, not a %s", nodeKindName(n))
-		return nil, false
-	}
-	out := make(map[string]any, len(n.Content)/2)
-	seen := make(map[string]int, len(n.Content)/2)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		key, val := n.Content[i], n.Content[i+1]
-		name, ok := d.key(key, seen, path)
-		if !ok {
-			continue
-		}
-		if v, ok := d.value(val, &schema{kind: kindString}, join(path, name)); ok {
-			out[name] = v
-		}
-	}
-	return out, true
-}
-
-func (d *decoder) list(n *yaml.Node, elem *schema, path string) (any, bool) {
+// list appends a list as a JSON array; an item with a problem is null.
+func (d *decoder) list(n *yaml.Node, elem *schema, path string) bool {
 	if n.Kind != yaml.SequenceNode {
 		d.fail(n.Line, path, "must be a list, not a %s", nodeKindName(n))
-		return nil, false
+		return false
 	}
-	out := make([]any, 0, len(n.Content))
+	d.buf = append(d.buf, '[')
 	for i, item := range n.Content {
+		if i > 0 {
+			d.buf = append(d.buf, ',')
+		}
 		itemPath := path + "[" + strconv.Itoa(i) + "]"
 		d.lines[itemPath] = item.Line
-		v, ok := d.value(item, elem, itemPath)
-		if !ok {
-			v = nil
+		if !d.value(item, elem, itemPath) {
+			d.buf = append(d.buf, "null"...)
 		}
-		out = append(out, v)
 	}
-	return out, true
+	d.buf = append(d.buf, ']')
+	return true
 }
 
-func (d *decoder) integer(n *yaml.Node, s *schema, path string) (any, bool) {
+func (d *decoder) integer(n *yaml.Node, s *schema, path string) bool {
 	if n.Tag != "!!int" {
 		d.fail(n.Line, path, "must be an integer, not %s", quoteScalar(n))
-		return nil, false
+		return false
 	}
 	text := strings.ReplaceAll(n.Value, "_", "")
-	var v int64
 	var err error
 	if s.unsigned {
 		var u uint64
 		u, err = strconv.ParseUint(strings.TrimPrefix(text, "+"), 0, s.bits)
-		v = int64(u)
+		d.buf = strconv.AppendUint(d.buf, u, 10)
 	} else {
+		var v int64
 		v, err = strconv.ParseInt(text, 0, s.bits)
+		d.buf = strconv.AppendInt(d.buf, v, 10)
 	}
 	if err != nil {
 		d.fail(n.Line, path, "%s is out of range for this field", n.Value)
-		return nil, false
+		return false
 	}
-	return v, true
+	return true
 }
 
-func (d *decoder) boolean(n *yaml.Node, path string) (any, bool) {
+func (d *decoder) boolean(n *yaml.Node, path string) bool {
 	if n.Tag == "!!bool" {
 		v, err := strconv.ParseBool(strings.ToLower(n.Value))
 		if err == nil {
-			return v, true
+			d.buf = strconv.AppendBool(d.buf, v)
+			return true
 		}
 	}
 	switch strings.ToLower(n.Value) {
@@ -208,31 +227,50 @@ func (d *decoder) boolean(n *yaml.Node, path string) (any, bool) {
 	default:
 		d.fail(n.Line, path, "must be true or false, not %s", quoteScalar(n))
 	}
-	return nil, false
+	return false
 }
 
-func (d *decoder) quantity(n *yaml.Node, path string) (any, bool) {
-	if _, err := ParseQuantity(n.Value); err != nil {
-		d.fail(n.Line, path, "%s", err)
-		return nil, false
+// check reports the problem that problem finds with n's text, if any.
+func (d *decoder) check(n *yaml.Node, path string, problem func(string) string) bool {
+	if msg := problem(n.Value); msg != "" {
+		d.fail(n.Line, path, "%s", msg)
+		return false
 	}
-	return n.Value, true
+	return true
 }
 
-func (d *decoder) duration(n *yaml.Node, path string) (any, bool) {
-	if _, err := time.ParseDuration(n.Value); err != nil {
-		d.fail(n.Line, path, "%q is not a duration (use 30s, 1m30s)", n.Value)
-		return nil, false
+func quantityProblem(text string) string {
+	if _, err := ParseQuantity(text); err != nil {
+		return err.Error()
 	}
-	return n.Value, true
+	return ""
 }
 
-func (d *decoder) time(n *yaml.Node, path string) (any, bool) {
-	if _, err := time.Parse(time.RFC3339, n.Value); err != nil {
-		d.fail(n.Line, path, "%q is not an RFC 3339 time", n.Value)
-		return nil, false
+func durationProblem(text string) string {
+	if _, err := time.ParseDuration(text); err != nil {
+		return fmt.Sprintf("%q is not a duration (use 30s, 1m30s)", text)
 	}
-	return n.Value, true
+	return ""
+}
+
+func timeProblem(text string) string {
+	if _, err := time.Parse(time.RFC3339, text); err != nil {
+		return fmt.Sprintf("%q is not an RFC 3339 time", text)
+	}
+	return ""
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(buf []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			quoted, _ := json.Marshal(s)
+			return append(buf, quoted...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }
 
 func join(path, name string) string {

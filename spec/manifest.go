@@ -204,8 +204,8 @@ func (m *Manifest) decode(root *yaml.Node) {
 	loadSchemas()
 	m.Status, m.Warnings = decodeStatus(m.Path, root)
 	d := &decoder{file: m.Path, lines: map[string]int{}, bad: map[string]bool{}}
-	tree, _ := d.mapping(withoutStatus(root), vmSchema, "")
-	vm, err := decodeJSON(tree)
+	d.mapping(withoutStatus(root), vmSchema, "")
+	vm, err := decodeJSON(d.buf)
 	if err != nil {
 		m.Err = append(d.errs, fileError(m.Path, 0, err)...)
 		return
@@ -246,12 +246,11 @@ func decodeStatus(path string, root *yaml.Node) (*Status, ErrorList) {
 		return nil, nil
 	}
 	d := &decoder{file: path, lines: map[string]int{}}
-	tree, ok := d.value(n, statusSchema, "status")
-	if !ok || len(d.errs) > 0 {
+	if !d.value(n, statusSchema, "status") || len(d.errs) > 0 {
 		return nil, asWarnings(d.errs)
 	}
 	st := &Status{}
-	if err := strictJSON(tree, st); err != nil {
+	if err := strictJSON(d.buf, st); err != nil {
 		return nil, ErrorList{{File: path, Line: n.Line, Field: "status", Message: err.Error(), Warning: true}}
 	}
 	return st, nil
@@ -264,22 +263,18 @@ func asWarnings(errs ErrorList) ErrorList {
 	return errs
 }
 
-func decodeJSON(tree any) (*VirtualMachine, error) {
+func decodeJSON(data []byte) (*VirtualMachine, error) {
 	vm := &VirtualMachine{}
-	if err := strictJSON(tree, vm); err != nil {
+	if err := strictJSON(data, vm); err != nil {
 		return nil, err
 	}
 	return vm, nil
 }
 
-// strictJSON converts the decoded tree to JSON and decodes it into out,
-// rejecting unknown fields, the way sigs.k8s.io/yaml's strict decoding does
-// after its conversion from YAML.
-func strictJSON(tree any, out any) error {
-	data, err := json.Marshal(tree)
-	if err != nil {
-		return fmt.Errorf("encoding manifest as JSON: %w", err)
-	}
+// strictJSON decodes the JSON the decoder wrote into out, rejecting unknown
+// fields, as sigs.k8s.io/yaml's strict decoding does after its own
+// conversion from YAML.
+func strictJSON(data []byte, out any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(out); err != nil {

@@ -326,7 +326,8 @@ func (e *editor) appendFlow(st *Status) ([]byte, error) {
 	case len(e.root.Content) == 0:
 		return splice(data, end-1, end-1, member), nil
 	case data[last-1] == ',':
-		return splice(data, last, last, sep+member), nil
+		// Keep the trailing comma the user wrote, after the new member.
+		return splice(data, last, last, sep+member+","), nil
 	}
 	return splice(data, last, last, ","+sep+member), nil
 }

@@ -272,12 +272,12 @@ func ReadStatusFile(path string) (*Status, error) {
 	}
 	loadSchemas()
 	d := &decoder{file: path, lines: map[string]int{}}
-	tree, _ := d.value(root, statusSchema, "status")
+	d.value(root, statusSchema, "status")
 	if len(d.errs) > 0 {
 		return nil, fmt.Errorf("reading status file: %w", d.errs)
 	}
 	st := &Status{}
-	if err := strictJSON(tree, st); err != nil {
+	if err := strictJSON(d.buf, st); err != nil {
 		return nil, fmt.Errorf("reading status file %q: %w", path, err)
 	}
 	return st, nil
