@@ -90,7 +90,7 @@ func migrateTo(ctx context.Context, v *vm, f *os.File) (int64, error) {
 		v.execute(context.WithoutCancel(ctx), "closefd", map[string]string{"fdname": fdName}, nil)
 		return 0, err
 	}
-	if err := awaitMigration(ctx, v); err != nil {
+	if err := awaitMigration(ctx, v, f); err != nil {
 		return 0, err
 	}
 	if err := f.Sync(); err != nil {
@@ -110,9 +110,10 @@ type migrationInfo struct {
 }
 
 // awaitMigration polls query-migrate until the migration completes or
-// fails. When ctx ends first it cancels the migration and waits for QEMU
-// to let go of the file.
-func awaitMigration(ctx context.Context, v *vm) error {
+// fails, starting writeback of f at each poll so that disk writes overlap
+// the migration. When ctx ends first it cancels the migration and waits
+// for QEMU to let go of the file.
+func awaitMigration(ctx context.Context, v *vm, f *os.File) error {
 	ticker := time.NewTicker(pollInterval)
 	defer ticker.Stop()
 	for {
@@ -127,6 +128,7 @@ func awaitMigration(ctx context.Context, v *vm) error {
 		case "failed", "cancelled":
 			return fmt.Errorf("migration %s: %s", info.Status, info.ErrorDesc)
 		}
+		startWriteback(f)
 		select {
 		case <-ticker.C:
 		case <-ctx.Done():

@@ -17,7 +17,7 @@ import (
 
 // requireOrSkip skips the test, or fails it when CI=true, because a
 // prerequisite of the real-QEMU tests is missing.
-func requireOrSkip(t *testing.T, format string, args ...any) {
+func requireOrSkip(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf(format, args...)
@@ -27,7 +27,7 @@ func requireOrSkip(t *testing.T, format string, args ...any) {
 
 // guestImageDir returns the folder of the guest image: VMLET_GUEST_IMAGE,
 // or .cache/guest at the top of the repository.
-func guestImageDir(t *testing.T) string {
+func guestImageDir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("VMLET_GUEST_IMAGE")
 	if dir == "" {
@@ -42,7 +42,7 @@ func guestImageDir(t *testing.T) string {
 
 // newRealRuntime returns a Runtime on the installed QEMU with TCG, which
 // boots far faster than nested KVM.
-func newRealRuntime(t *testing.T) *Runtime {
+func newRealRuntime(t testing.TB) *Runtime {
 	t.Helper()
 	if _, err := exec.LookPath(defaultBinary()); err != nil {
 		requireOrSkip(t, "qemu is not installed: %v", err)
@@ -55,7 +55,7 @@ func newRealRuntime(t *testing.T) *Runtime {
 }
 
 // testKernel returns the guest image's kernel.
-func testKernel(t *testing.T) string {
+func testKernel(t testing.TB) string {
 	t.Helper()
 	kernel := filepath.Join(guestImageDir(t), "vmlinuz")
 	if _, err := os.Stat(kernel); err != nil {
@@ -66,7 +66,7 @@ func testKernel(t *testing.T) string {
 
 // buildCounterInitrd packs busybox-static and testdata/init.sh into an
 // initramfs whose init prints a boot line and then a counter.
-func buildCounterInitrd(t *testing.T) string {
+func buildCounterInitrd(t testing.TB) string {
 	t.Helper()
 	busybox, err := exec.LookPath("busybox")
 	if err != nil {
@@ -88,14 +88,14 @@ func buildCounterInitrd(t *testing.T) string {
 	return initrd
 }
 
-func mustMkdir(t *testing.T, dir string) {
+func mustMkdir(t testing.TB, dir string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+func copyFile(t testing.TB, from, to string, mode os.FileMode) {
 	t.Helper()
 	data, err := os.ReadFile(from)
 	if err != nil {
@@ -108,7 +108,7 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 
 // counterMachine returns a 128 MiB machine without an agent whose state
 // folder is stateRoot/vms/name.
-func counterMachine(t *testing.T, stateRoot, name, kernel, initrd string) *vmruntime.Machine {
+func counterMachine(t testing.TB, stateRoot, name, kernel, initrd string) *vmruntime.Machine {
 	t.Helper()
 	return &vmruntime.Machine{
 		Name:        name,
@@ -124,7 +124,7 @@ func counterMachine(t *testing.T, stateRoot, name, kernel, initrd string) *vmrun
 }
 
 // killOnCleanup ends the VM when the test ends, however it ends.
-func killOnCleanup(t *testing.T, r *Runtime, name string) {
+func killOnCleanup(t testing.TB, r *Runtime, name string) {
 	t.Helper()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -139,7 +139,7 @@ var tickPattern = regexp.MustCompile(`vmlet-test tick (\d+)`)
 
 // consoleTicks returns the counter values in the console log, in order,
 // and how many boot lines it holds.
-func consoleTicks(t *testing.T, m *vmruntime.Machine) (ticks []int, boots int) {
+func consoleTicks(t testing.TB, m *vmruntime.Machine) (ticks []int, boots int) {
 	t.Helper()
 	log, err := os.ReadFile(filepath.Join(m.StateDir, vmruntime.ConsoleLogFile))
 	if err != nil && !os.IsNotExist(err) {
@@ -153,7 +153,7 @@ func consoleTicks(t *testing.T, m *vmruntime.Machine) (ticks []int, boots int) {
 }
 
 // awaitTick waits until the console shows a tick above after.
-func awaitTick(t *testing.T, m *vmruntime.Machine, after int) int {
+func awaitTick(t testing.TB, m *vmruntime.Machine, after int) int {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
@@ -178,7 +178,7 @@ func checkContinuous(ticks []int) string {
 	return ""
 }
 
-func withTimeout(t *testing.T, d time.Duration) context.Context {
+func withTimeout(t testing.TB, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
@@ -186,7 +186,7 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 }
 
 // statBlocks returns the 512-byte blocks allocated to path.
-func statBlocks(t *testing.T, path string) int64 {
+func statBlocks(t testing.TB, path string) int64 {
 	t.Helper()
 	var st syscall.Stat_t
 	if err := syscall.Stat(path, &st); err != nil {
@@ -206,7 +206,7 @@ type observer struct {
 }
 
 // startObserver runs an observer until the test ends.
-func startObserver(t *testing.T, r *Runtime, name string) *observer {
+func startObserver(t testing.TB, r *Runtime, name string) *observer {
 	t.Helper()
 	o := &observer{r: r, name: name}
 	ctx, cancel := context.WithCancel(context.Background())

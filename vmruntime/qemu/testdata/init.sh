@@ -5,6 +5,18 @@
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 echo "vmlet-test boot $(cat /proc/sys/kernel/random/boot_id)"
+# vmlet.test.fill=MIB fills that much guest memory with copies of busybox,
+# so that a checkpoint has that many non-zero pages to write. /dev/urandom
+# is not used because it blocks until the kernel's random pool is ready,
+# which under TCG can take minutes.
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in
+	vmlet.test.fill=*)
+		while cat /bin/busybox; do :; done | head -c $((${arg#*=} * 1048576)) >/fill
+		echo "vmlet-test filled"
+		;;
+	esac
+done
 i=0
 while true; do
 	i=$((i + 1))
