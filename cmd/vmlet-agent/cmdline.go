@@ -10,7 +10,7 @@ import (
 // channelParam is the kernel command line parameter that names the channel.
 const channelParam = "vmlet.agent"
 
-// channel is where the agent serves: the virtio-serial port, or a vsock
+// channel is the agent's transport: the virtio-serial port, or a vsock
 // port when VsockPort is not zero.
 type channel struct {
 	Serial    bool

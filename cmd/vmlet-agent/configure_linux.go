@@ -24,10 +24,10 @@ const diskPoll = 50 * time.Millisecond
 // background.
 var mkfsArgs = []string{"-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1"}
 
-// Configure formats the blank disks and mounts disks and shares where cfg
-// says. It is idempotent: what is already mounted where cfg says is left
-// alone, which is the case after a restore. It tries every disk and share
-// and returns all errors.
+// Configure formats the blank disks and mounts the disks and shares at the
+// mount paths cfg specifies. It is idempotent because after a restore the
+// host sends the same cfg again: a mount already in place is left alone.
+// It tries every disk and share and returns all errors.
 func (g *guest) Configure(ctx context.Context, cfg vmruntime.GuestConfig) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -29,8 +29,9 @@ const (
 const bootIDFile = "/proc/sys/kernel/random/boot_id"
 
 // guest carries out the agent's operations in this Linux guest. It
-// implements agent.Handler. Its methods run one at a time, also when
-// several vsock connections send requests.
+// implements agent.Handler. Configure, Quiesce, Thaw and Shutdown run one
+// at a time, also across vsock connections; Exec runs beside them, so a
+// command blocked on a frozen filesystem cannot hold up Thaw.
 type guest struct {
 	mu sync.Mutex
 	// frozen lists the mount points Quiesce froze, for Thaw to thaw.
@@ -48,7 +49,7 @@ func (g *guest) Hello(ctx context.Context) (vmruntime.Hello, error) {
 	return vmruntime.Hello{Version: agent.Version, BootID: strings.TrimSpace(string(data))}, nil
 }
 
-// Ping does nothing: that the agent responds is the answer.
+// Ping does nothing, because the response itself shows the agent is alive.
 func (g *guest) Ping(ctx context.Context) error { return nil }
 
 // Quiesce syncs, flushes every virtio block device and freezes every
@@ -182,8 +183,11 @@ func unmount(m mount) error {
 		return nil
 	}
 	err := unix.Unmount(m.Point, 0)
+	if err == nil {
+		return nil
+	}
 	if !errors.Is(err, unix.EBUSY) {
-		return err
+		return fmt.Errorf("unmounting %q: %w", m.Point, err)
 	}
 	if rerr := unix.Mount("", m.Point, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); rerr != nil {
 		return fmt.Errorf("unmounting %q: %w, and remounting it read-only: %w", m.Point, err, rerr)
@@ -202,8 +206,6 @@ func (g *guest) PowerOff() {
 // Exec runs a command. The command's exit is collected by os/exec, so the
 // reaper is held off while it runs.
 func (g *guest) Exec(ctx context.Context, req agent.ExecRequest) (*vmruntime.ExecResult, error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	children.RLock()
 	defer children.RUnlock()
 	return agent.RunCommand(ctx, req)

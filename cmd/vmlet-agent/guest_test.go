@@ -293,12 +293,20 @@ func TestGuestLifecycle(t *testing.T) {
 	if out, err := fsck(t, v.disk); err != nil {
 		t.Errorf("e2fsck -fn of the quiesced disk: %v\n%s", err, out)
 	}
+	// A write to the frozen filesystem blocks until Thaw, so this exec
+	// runs out of time; the same write after Thaw succeeds.
+	writeCtx, cancelWrite := context.WithTimeout(ctx, 2*time.Second)
+	res, err := c.Exec(writeCtx, []string{"sh", "-c", "echo frozen > /data/frozen && sync"}, nil)
+	cancelWrite()
+	if err == nil {
+		t.Errorf("Exec writing to the frozen /data: err = nil, want a timeout")
+	}
 	if err := c.Thaw(ctx); err != nil {
 		t.Fatalf("Thaw: %v", err)
 	}
 	guestRun(t, ctx, c, "sh", "-c", "echo after-thaw > /data/thawed && sync")
 
-	res, err := c.Exec(ctx, []string{"sh", "-c", "echo oops >&2; exit 7"}, nil)
+	res, err = c.Exec(ctx, []string{"sh", "-c", "echo oops >&2; exit 7"}, nil)
 	if err != nil || res.ExitCode != 7 || string(res.Stderr) != "oops\n" {
 		t.Errorf("Exec exit 7: result %+v, err %v; want exit code 7 and stderr %q", res, err, "oops\n")
 	}
@@ -523,4 +531,3 @@ func BenchmarkBootToHello(b *testing.B) {
 		b.StartTimer()
 	}
 }
-

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
@@ -21,7 +22,8 @@ const guestPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // children is held for reading by every call that starts a child process
 // and waits for it, and for writing by the reaper, so that the reaper never
-// collects a child before os/exec's Wait does.
+// collects a child before os/exec's Wait does. The reaper only tries the
+// lock, so a long command does not make new ones wait behind it.
 var children sync.RWMutex
 
 // runChild runs a command to completion under the children lock.
@@ -87,20 +89,30 @@ func mountPseudo() error {
 	return errors.Join(errs...)
 }
 
-// reapChildren collects orphaned processes that were reparented to PID 1
-// whenever SIGCHLD arrives. It runs for the life of the agent.
+// reapInterval is how often the reaper tries again while commands run.
+const reapInterval = time.Second
+
+// reapChildren collects orphaned processes that were reparented to PID 1,
+// when SIGCHLD arrives and every reapInterval, at times when no command is
+// running. It runs for the life of the agent.
 func reapChildren() {
 	sigchld := make(chan os.Signal, 1)
 	signal.Notify(sigchld, unix.SIGCHLD)
-	for range sigchld {
-		reapAll()
+	tick := time.NewTicker(reapInterval)
+	for {
+		select {
+		case <-sigchld:
+		case <-tick.C:
+		}
+		if children.TryLock() {
+			reapAll()
+			children.Unlock()
+		}
 	}
 }
 
-// reapAll waits for every exited child that no command is waiting for.
+// reapAll collects every exited child. The caller holds children.
 func reapAll() {
-	children.Lock()
-	defer children.Unlock()
 	for {
 		var status unix.WaitStatus
 		pid, err := unix.Wait4(-1, &status, unix.WNOHANG, nil)

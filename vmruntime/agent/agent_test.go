@@ -23,6 +23,7 @@ type fakeHandler struct {
 	configs    []vmruntime.GuestConfig
 	bootID     string
 	pingGate   chan struct{} // when set, Ping waits for it
+	helloGate  chan struct{} // when set, Hello waits for it
 	quiesceErr error
 	poweredOff chan struct{}
 }
@@ -45,6 +46,9 @@ func (h *fakeHandler) recorded() []string {
 
 func (h *fakeHandler) Hello(ctx context.Context) (vmruntime.Hello, error) {
 	h.record(OpHello)
+	if h.helloGate != nil {
+		<-h.helloGate
+	}
 	return vmruntime.Hello{Version: Version, BootID: h.bootID}, nil
 }
 
@@ -245,22 +249,38 @@ func TestLostAnswerThenNextRequest(t *testing.T) {
 func TestContextExpires(t *testing.T) {
 	h := newFakeHandler()
 	h.pingGate = make(chan struct{})
+	h.helloGate = make(chan struct{})
 	c, _ := startAgent(t, h, nil)
-	t.Cleanup(func() { close(h.pingGate) })
+	t.Cleanup(func() {
+		close(h.pingGate)
+		close(h.helloGate)
+	})
 
 	err := c.Ping(withTimeout(t, 100*time.Millisecond))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Ping to a hung agent: err = %v, want %v", err, context.DeadlineExceeded)
 	}
-	// The agent is still busy with the first ping, so the next request
-	// waits in the channel until its own context ends.
-	err = c.Quiesce(withTimeout(t, 100*time.Millisecond))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Quiesce behind a hung ping: err = %v, want %v", err, context.DeadlineExceeded)
-	}
 	_, err = c.Handshake(withTimeout(t, 300*time.Millisecond), vmruntime.GuestConfig{})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Handshake to a hung agent: err = %v, want %v", err, context.DeadlineExceeded)
+	}
+	if slices.Contains(h.recorded(), OpConfigure) {
+		t.Errorf("configure sent without a hello response: calls %v", h.recorded())
+	}
+}
+
+func TestHungRequestDoesNotBlockThaw(t *testing.T) {
+	h := newFakeHandler()
+	h.pingGate = make(chan struct{})
+	c, _ := startAgent(t, h, nil)
+	t.Cleanup(func() { close(h.pingGate) })
+
+	err := c.Ping(withTimeout(t, 100*time.Millisecond))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Ping to a hung handler: err = %v, want %v", err, context.DeadlineExceeded)
+	}
+	if err := c.Thaw(withTimeout(t, 10*time.Second)); err != nil {
+		t.Errorf("Thaw while a ping hangs: %v", err)
 	}
 }
 
