@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/vmlet/vmlet/vmruntime"
 )
@@ -21,8 +22,9 @@ const (
 	machineIDFile = "machine-id"
 )
 
-// maxNameLength is the longest VM name: a DNS-1123 label.
-const maxNameLength = 63
+// minNameRoom is the VM name length that every state folder must leave
+// room for in socket paths. Longer names are checked one by one at boot.
+const minNameRoom = 20
 
 // maxSocketPath returns the longest unix socket path the system accepts,
 // counting the terminating NUL byte that sockaddr_un needs.
@@ -33,13 +35,25 @@ func maxSocketPath() int {
 	return 108 - 1
 }
 
-// checkSocketRoom returns an error when the socket of a VM with the
-// longest name would not fit under stateRoot.
+// checkSocketRoom returns an error when stateRoot is too deep for the
+// socket of a VM whose name has minNameRoom characters.
 func checkSocketRoom(stateRoot string) error {
-	longest := len(filepath.Join(stateRoot, "vms")) + 1 + maxNameLength + 1 + len(socketFile)
-	if longest > maxSocketPath() {
-		return fmt.Errorf("state folder %q is too deep: helper sockets under it need %d bytes, the limit is %d",
-			stateRoot, longest, maxSocketPath())
+	name := strings.Repeat("x", minNameRoom)
+	sock := filepath.Join(stateRoot, "vms", name, socketFile)
+	if len(sock) > maxSocketPath() {
+		return fmt.Errorf("state folder %q is too deep: a helper socket under it, such as %q, needs %d bytes and the limit is %d; choose a shorter --state-dir",
+			stateRoot, sock, len(sock), maxSocketPath())
+	}
+	return nil
+}
+
+// checkSocketPath returns an error when the helper socket in dir would be
+// longer than unix sockets allow.
+func checkSocketPath(name, dir string) error {
+	sock := filepath.Join(dir, socketFile)
+	if len(sock) > maxSocketPath() {
+		return fmt.Errorf("helper socket %q of vm %q is %d bytes, over the limit of %d; use a shorter name or --state-dir",
+			sock, name, len(sock), maxSocketPath())
 	}
 	return nil
 }

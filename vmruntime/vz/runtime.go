@@ -58,7 +58,7 @@ var (
 
 // New returns a Runtime whose VMs keep their state under stateRoot/vms. It
 // returns an error when stateRoot is too deep for the helpers' unix
-// sockets.
+// sockets, which are limited to 104 bytes on macOS and 108 on Linux.
 func New(stateRoot string, opts Options) (*Runtime, error) {
 	if err := checkSocketRoom(stateRoot); err != nil {
 		return nil, err
@@ -120,6 +120,9 @@ func (r *Runtime) start(ctx context.Context, m *vmruntime.Machine, restorePath s
 // and returns a copy of m with every path canonical and the kernel
 // uncompressed.
 func prepareMachine(m *vmruntime.Machine) (*vmruntime.Machine, error) {
+	if err := checkSocketPath(m.Name, m.StateDir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(m.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state folder: %w", err)
 	}

@@ -191,12 +191,26 @@ func TestKernelCmdline(t *testing.T) {
 
 func TestNewRejectsDeepStateRoot(t *testing.T) {
 	t.Parallel()
-	deep := "/" + strings.Repeat("d", 60)
+	deep := "/" + strings.Repeat("d", 90)
 	if _, err := New(deep, Options{}); err == nil || !strings.Contains(err.Error(), "too deep") {
 		t.Errorf("New(%q) error = %v, want a too-deep error", deep, err)
 	}
-	if _, err := New("/var/lib/vmlet", Options{}); err != nil {
-		t.Errorf("New(/var/lib/vmlet) error = %v, want none", err)
+	if _, err := New("/Users/someone/.vmlet/state", Options{}); err != nil {
+		t.Errorf("New(a Mac's default state folder) error = %v, want none", err)
+	}
+}
+
+func TestBootRejectsLongSocketPath(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join(newStateRoot(t), strings.Repeat("r", 30))
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := newTestRuntime(t, root)
+	m := newMachine(t, root, strings.Repeat("n", 63))
+	err := r.Boot(t.Context(), m)
+	if err == nil || !strings.Contains(err.Error(), "over the limit") {
+		t.Errorf("Boot error = %v, want the socket path limit", err)
 	}
 }
 
