@@ -44,11 +44,16 @@ func (t Time) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads a quantity from a string ("512Mi") or a number of
-// bytes. The quantity must be a whole number of bytes.
+// bytes. The quantity must be a whole number of bytes. An empty string, as
+// MarshalJSON writes for the zero Quantity, reads as the zero Quantity.
 func (q *Quantity) UnmarshalJSON(data []byte) error {
 	text, err := jsonScalar(data)
 	if err != nil {
 		return err
+	}
+	if text == "" {
+		*q = Quantity{}
+		return nil
 	}
 	parsed, err := ParseQuantity(text)
 	if err != nil {
