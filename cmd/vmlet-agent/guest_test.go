@@ -58,19 +58,27 @@ func missing(tb testing.TB, why string) {
 	tb.Skipf("%s: skipping", why)
 }
 
-// guestImage returns the folder with vmlinuz and initrd.img, building the
-// image with hack/guest-image when VMLET_GUEST_IMAGE is not set.
+// guestImage returns the folder with vmlinuz and initrd.img of the default
+// image, building it with hack/guest-image when VMLET_GUEST_IMAGE is not
+// set.
 func guestImage(tb testing.TB) string {
 	tb.Helper()
-	if dir := os.Getenv("VMLET_GUEST_IMAGE"); dir != "" {
+	return buildImage(tb, "VMLET_GUEST_IMAGE", "guest", "cloud")
+}
+
+// buildImage returns the folder that the environment variable env names,
+// or builds the image with the given kernel into .cache/NAME.
+func buildImage(tb testing.TB, env, name, kernel string) string {
+	tb.Helper()
+	if dir := os.Getenv(env); dir != "" {
 		return dir
 	}
 	repo, err := filepath.Abs("../..")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	dir := filepath.Join(repo, ".cache", "guest")
-	cmd := exec.Command(filepath.Join(repo, "hack", "guest-image"), dir)
+	dir := filepath.Join(repo, ".cache", name)
+	cmd := exec.Command(filepath.Join(repo, "hack", "guest-image"), "--kernel", kernel, dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		missing(tb, fmt.Sprintf("building the guest image failed: %v\n%s", err, out))
 	}
@@ -88,7 +96,7 @@ type vm struct {
 
 // qemuArgs returns QEMU's arguments for a guest in dir, restoring from
 // incoming when that is not empty.
-func qemuArgs(image, dir, disk, incoming string) []string {
+func qemuArgs(image, dir, disk, incoming string, extra []string) []string {
 	args := []string{
 		"-machine", "pc-i440fx-7.2", "-accel", "tcg", "-cpu", "max", "-m", "256",
 		"-nodefaults", "-display", "none", "-no-reboot",
@@ -106,17 +114,17 @@ func qemuArgs(image, dir, disk, incoming string) []string {
 	if incoming != "" {
 		args = append(args, "-incoming", "exec:cat "+incoming)
 	}
-	return args
+	return append(args, extra...)
 }
 
-// startVM starts QEMU on the guest image with the disk in dir, and kills it
-// when the test ends.
-func startVM(tb testing.TB, qemu, image, dir, incoming string) *vm {
+// startVM starts QEMU on the guest image with the disk in dir and extra
+// arguments, and kills it when the test ends.
+func startVM(tb testing.TB, qemu, image, dir, incoming string, extra ...string) *vm {
 	tb.Helper()
 	v := &vm{dir: dir, disk: filepath.Join(dir, "disk0.img"), exited: make(chan struct{})}
 	os.Remove(filepath.Join(dir, "agent.sock"))
 	os.Remove(filepath.Join(dir, "qmp.sock"))
-	v.cmd = exec.Command(qemu, qemuArgs(image, dir, v.disk, incoming)...)
+	v.cmd = exec.Command(qemu, qemuArgs(image, dir, v.disk, incoming, extra)...)
 	out, err := os.Create(filepath.Join(dir, "qemu.log"))
 	if err != nil {
 		tb.Fatal(err)
@@ -166,9 +174,14 @@ func dialUnix(ctx context.Context, path string) (net.Conn, error) {
 	}
 }
 
-// connect opens the agent channel of v and runs the handshake with one
-// disk mounted at /data.
-func (v *vm) connect(tb testing.TB, ctx context.Context) (*agent.Client, vmruntime.Hello) {
+// diskAtData is the guest configuration of most tests: the one disk
+// mounted at /data.
+var diskAtData = vmruntime.GuestConfig{
+	Disks: []vmruntime.GuestDisk{{Serial: vmruntime.DiskSerial(0), MountPath: "/data"}},
+}
+
+// connect opens the agent channel of v and runs the handshake with cfg.
+func (v *vm) connect(tb testing.TB, ctx context.Context, cfg vmruntime.GuestConfig) (*agent.Client, vmruntime.Hello) {
 	tb.Helper()
 	conn, err := dialUnix(ctx, filepath.Join(v.dir, "agent.sock"))
 	if err != nil {
@@ -176,7 +189,6 @@ func (v *vm) connect(tb testing.TB, ctx context.Context) (*agent.Client, vmrunti
 	}
 	c := agent.NewClient(conn)
 	tb.Cleanup(func() { c.Close() })
-	cfg := vmruntime.GuestConfig{Disks: []vmruntime.GuestDisk{{Serial: vmruntime.DiskSerial(0), MountPath: "/data"}}}
 	hello, err := c.Handshake(ctx, cfg)
 	if err != nil {
 		tb.Fatalf("Handshake: %v\nconsole:\n%s", err, v.console())
@@ -260,7 +272,7 @@ func TestGuestLifecycle(t *testing.T) {
 	defer cancel()
 
 	v := startVM(t, qemu, image, dir, "")
-	c, hello := v.connect(t, ctx)
+	c, hello := v.connect(t, ctx, diskAtData)
 	t.Logf("boot to hello: %v", time.Since(v.started))
 	if hello.Version != agent.Version || len(hello.BootID) != 36 {
 		t.Errorf("hello = %+v, want version %q and a boot id", hello, agent.Version)
@@ -469,7 +481,7 @@ func TestGuestRestore(t *testing.T) {
 	defer cancel()
 
 	v := startVM(t, qemu, image, dir, "")
-	c, hello := v.connect(t, ctx)
+	c, hello := v.connect(t, ctx, diskAtData)
 	guestRun(t, ctx, c, "sh", "-c", "mkdir -p /ram && mount -t tmpfs tmpfs /ram && echo in-memory > /ram/token")
 
 	checkpoint := filepath.Join(dir, "checkpoint")
@@ -489,7 +501,7 @@ func TestGuestRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	c2, hello2 := restored.connect(t, ctx)
+	c2, hello2 := restored.connect(t, ctx, diskAtData)
 	t.Logf("cont to hello after restore: %v", time.Since(start))
 	if hello2.BootID != hello.BootID {
 		t.Errorf("boot id after restore = %q, want %q (the guest rebooted)", hello2.BootID, hello.BootID)
@@ -524,10 +536,46 @@ func BenchmarkBootToHello(b *testing.B) {
 		ctx, cancel := context.WithTimeout(b.Context(), guestTimeout)
 		b.StartTimer()
 		v := startVM(b, qemu, image, dir, "")
-		v.connect(b, ctx)
+		v.connect(b, ctx, diskAtData)
 		b.StopTimer()
 		v.kill()
 		cancel()
 		b.StartTimer()
+	}
+}
+
+func TestGuestShare9p(t *testing.T) {
+	qemu := requireTool(t, "qemu-system-x86_64")
+	image := buildImage(t, "VMLET_GUEST_IMAGE_GENERIC", "guest-generic", "generic")
+	dir := newGuestDir(t)
+	share := t.TempDir()
+	if err := os.WriteFile(filepath.Join(share, "from-host"), []byte("host data\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*guestTimeout)
+	defer cancel()
+
+	v := startVM(t, qemu, image, dir, "",
+		"-virtfs", "local,path="+share+",mount_tag=workspace,security_model=none,id=share0")
+	cfg := diskAtData
+	cfg.Shares = []vmruntime.GuestShare{{Tag: "workspace", FSType: "9p", MountPath: "/mnt/work"}}
+	c, _ := v.connect(t, ctx, cfg)
+
+	if got := guestRun(t, ctx, c, "cat", "/mnt/work/from-host"); got != "host data\n" {
+		t.Errorf("/mnt/work/from-host in the guest = %q, want %q", got, "host data\n")
+	}
+	guestRun(t, ctx, c, "sh", "-c", "echo guest data > /mnt/work/from-guest")
+	data, err := os.ReadFile(filepath.Join(share, "from-guest"))
+	if err != nil || string(data) != "guest data\n" {
+		t.Errorf("from-guest on the host = %q, %v; want %q", data, err, "guest data\n")
+	}
+	if mounts := guestRun(t, ctx, c, "cat", "/proc/mounts"); !strings.Contains(mounts, "/dev/vda /data ext4") {
+		t.Errorf("/proc/mounts has no ext4 /data, so ext4 did not load on the generic kernel:\n%s", mounts)
+	}
+	if err := c.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := v.waitExit(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -120,7 +120,7 @@ func (a *agentConn) Write(p []byte) (int, error) {
 
 // startAgent serves h on one end of a pipe and returns a Client on the
 // other end and the client's raw connection.
-func startAgent(t *testing.T, h Handler, conn *agentConn) (*Client, net.Conn) {
+func startAgent(t testing.TB, h Handler, conn *agentConn) (*Client, net.Conn) {
 	t.Helper()
 	clientEnd, agentEnd := net.Pipe()
 	if conn == nil {
@@ -138,7 +138,7 @@ func startAgent(t *testing.T, h Handler, conn *agentConn) (*Client, net.Conn) {
 	return c, clientEnd
 }
 
-func withTimeout(t *testing.T, d time.Duration) context.Context {
+func withTimeout(t testing.TB, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)

@@ -81,7 +81,7 @@ func exitCode(state *os.ProcessState) int {
 }
 
 // limitedBuffer keeps the first limit bytes written to it and drops the
-// rest, reporting every write as complete so the command never sees a
+// rest. It reports every write as complete, so the command never gets a
 // broken pipe.
 type limitedBuffer struct {
 	buf       bytes.Buffer

@@ -48,12 +48,12 @@ type ExecRequest struct {
 	Argv  []string `json:"argv"`
 	Stdin []byte   `json:"stdin,omitempty"`
 	// TimeoutMillis bounds the command's run time in milliseconds. When it
-	// passes the agent kills the command and answers with an error and the
-	// output so far. Zero means no bound.
+	// passes, the agent kills the command and responds with an error and
+	// the output so far. Zero means no bound.
 	TimeoutMillis int64 `json:"timeoutMs,omitempty"`
 }
 
-// Response is the agent's answer to the request with the same ID. Error is
+// Response is the agent's reply to the request with the same ID. Error is
 // empty on success. Hello is set for hello, and Exec for an exec whose
 // command started, even when Error reports that it timed out.
 type Response struct {
