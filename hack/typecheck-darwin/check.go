@@ -32,7 +32,8 @@ type listedPackage struct {
 		Path string
 		Main bool
 	}
-	Error *struct{ Err string }
+	DepOnly bool // only a dependency, not matched by the patterns
+	Error   *struct{ Err string }
 }
 
 // result is the outcome of checking one architecture.
@@ -81,33 +82,31 @@ func check(dir string, patterns []string, arch string) result {
 // variants ("p [p.test]") and test mains are left out: test files are
 // checked with their package.
 func goList(dir string, patterns []string, arch string) (map[string]*listedPackage, []string, error) {
-	roots, err := goListJSON(dir, append([]string{"-e"}, patterns...), arch)
-	if err != nil {
-		return nil, nil, err
-	}
 	all, err := goListJSON(dir, append([]string{"-e", "-deps", "-test"}, patterns...), arch)
 	if err != nil {
 		return nil, nil, err
 	}
 	pkgs := make(map[string]*listedPackage)
+	var roots []string
 	for _, p := range all {
-		if !strings.Contains(p.ImportPath, " ") && !strings.HasSuffix(p.ImportPath, ".test") {
-			pkgs[p.ImportPath] = p
+		if strings.Contains(p.ImportPath, " ") || strings.HasSuffix(p.ImportPath, ".test") {
+			continue
 		}
-	}
-	var paths []string
-	for _, p := range roots {
+		pkgs[p.ImportPath] = p
+		if p.DepOnly {
+			continue
+		}
 		if p.Error != nil && len(p.GoFiles)+len(p.CgoFiles) == 0 {
 			return nil, nil, fmt.Errorf("listing %s: %s", p.ImportPath, p.Error.Err)
 		}
-		paths = append(paths, p.ImportPath)
+		roots = append(roots, p.ImportPath)
 	}
-	return pkgs, paths, nil
+	return pkgs, roots, nil
 }
 
 // goListJSON runs go list with args and decodes its stream of packages.
 func goListJSON(dir string, args []string, arch string) ([]*listedPackage, error) {
-	fields := "-json=ImportPath,Dir,GoFiles,CgoFiles,TestGoFiles,ImportMap,Module,Error"
+	fields := "-json=ImportPath,Dir,GoFiles,CgoFiles,TestGoFiles,ImportMap,Module,DepOnly,Error"
 	cmd := exec.Command("go", append([]string{"list", fields}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=darwin", "GOARCH="+arch, "CGO_ENABLED=1")
