@@ -122,8 +122,12 @@ func (f *fakeHypervisor) Resume() error {
 	return nil
 }
 
+// RequestStop fails on a paused machine, as VZ's does.
 func (f *fakeHypervisor) RequestStop() error {
 	f.record("request-stop")
+	if f.State() == vmruntime.StatePaused {
+		return errors.New("cannot request stop of a paused machine")
+	}
 	if os.Getenv(envIgnoreStop) == "" {
 		f.powerOff("guest powered off")
 	}

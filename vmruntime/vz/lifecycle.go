@@ -40,23 +40,25 @@ func (r *Runtime) Stop(ctx context.Context, m *vmruntime.Machine) error {
 		return nil
 	}
 	v.markStopRequested()
-	r.requestShutdown(ctx, v)
-	if v.waitGone(ctx, m.StopTimeout) {
+	if r.requestShutdown(ctx, v) && v.waitGone(ctx, m.StopTimeout) {
 		r.drop(v)
 		return nil
 	}
 	return r.end(ctx, v)
 }
 
-// requestShutdown requests that the guest power off. A failure is ignored
-// because Stop then ends the machine when the timeout passes.
-func (r *Runtime) requestShutdown(ctx context.Context, v *vm) {
+// requestShutdown requests that the guest power off and reports whether
+// the agent or VZ accepted the request. When neither did, as for a paused
+// machine, waiting for the guest is pointless.
+func (r *Runtime) requestShutdown(ctx context.Context, v *vm) bool {
+	accepted := false
 	if a := v.currentAgent(); a != nil {
 		sctx, cancel := context.WithTimeout(ctx, shutdownRequestTimeout)
-		_ = a.client.Shutdown(sctx)
+		accepted = a.client.Shutdown(sctx) == nil
 		cancel()
 	}
-	_, _ = v.call(ctx, request{Op: opRequestStop})
+	_, err := v.call(ctx, request{Op: opRequestStop})
+	return accepted || err == nil
 }
 
 // Kill ends the machine at once and returns once its helper is gone.

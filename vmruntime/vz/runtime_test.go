@@ -497,3 +497,24 @@ func TestBootRejectsUnadoptedHelper(t *testing.T) {
 		t.Errorf("first helper after the rejected Boot = %+v, want Running with pid %d", o, pid)
 	}
 }
+
+func TestStopPausedSkipsTimeout(t *testing.T) {
+	t.Parallel()
+	root := newStateRoot(t)
+	r := newTestRuntime(t, root)
+	m := newMachine(t, root, "paused")
+	m.StopTimeout = time.Hour
+	boot(t, r, m)
+	if err := r.Pause(t.Context(), m.Name); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := r.Stop(ctx, m); err != nil {
+		t.Fatalf("Stop of a paused machine: %v", err)
+	}
+	if got := calls(t, m); !slices.Contains(got, "stop") {
+		t.Errorf("calls = %v, want a forced stop once the stop request failed", got)
+	}
+}
