@@ -30,16 +30,16 @@ import (
 // seconds on an idle machine and in half a minute on a loaded one, so the
 // waits are generous; none of them is an assertion on speed.
 const (
-	readyTimeout   = 4 * time.Minute
-	phaseTimeout   = 3 * time.Minute
-	commandTimeout = 5 * time.Minute
-	daemonStopWait = time.Minute
+	e2eReadyTimeout   = 4 * time.Minute
+	e2ePhaseTimeout   = 3 * time.Minute
+	e2eCommandTimeout = 5 * time.Minute
+	e2eStopWait       = time.Minute
 )
 
 // Files of a VM's state folder that the tests inspect.
 const (
-	qemuPidFile    = "qemu.pid"
-	checkpointFile = "checkpoint"
+	qemuPidFile       = "qemu.pid"
+	e2eCheckpointFile = "checkpoint"
 )
 
 // e2eEnv is what the real-QEMU tests take from the host.
@@ -58,12 +58,12 @@ func requireE2E(t *testing.T) e2eEnv {
 		t.Skip("real-QEMU test skipped in -short mode")
 	}
 	if _, err := exec.LookPath(qemuBinary()); err != nil {
-		missing(t, "%s not found (install qemu-system-x86 or run hack/install-deps)", qemuBinary())
+		prerequisiteMissing(t, "%s not found (install qemu-system-x86 or run hack/install-deps)", qemuBinary())
 	}
 	env := e2eEnv{image: guestImageDir(t)}
 	for _, f := range []string{"vmlinuz", "initrd.img"} {
 		if _, err := os.Stat(filepath.Join(env.image, f)); err != nil {
-			missing(t, "guest image incomplete: %v (build it with hack/guest-image %s, or set VMLET_GUEST_IMAGE)", err, env.image)
+			prerequisiteMissing(t, "guest image incomplete: %v (build it with hack/guest-image %s, or set VMLET_GUEST_IMAGE)", err, env.image)
 		}
 	}
 	env.fsck = findTool(t, "e2fsck")
@@ -71,9 +71,9 @@ func requireE2E(t *testing.T) e2eEnv {
 	return env
 }
 
-// missing skips the test, or fails it when CI=true: CI must not pass by
+// prerequisiteMissing skips the test, or fails it when CI=true: CI must not pass by
 // skipping.
-func missing(t *testing.T, format string, args ...any) {
+func prerequisiteMissing(t *testing.T, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if os.Getenv("CI") == "true" {
@@ -85,7 +85,7 @@ func missing(t *testing.T, format string, args ...any) {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "mounting a tmpfs needs root")
+		prerequisiteMissing(t, "mounting a tmpfs needs root")
 	}
 }
 
@@ -123,7 +123,7 @@ func findTool(t *testing.T, name string) string {
 			return p
 		}
 	}
-	missing(t, "%s not found (install e2fsprogs)", name)
+	prerequisiteMissing(t, "%s not found (install e2fsprogs)", name)
 	return ""
 }
 
@@ -139,10 +139,10 @@ func buildVmlet(t *testing.T) string {
 	return bin
 }
 
-// daemon is one `vmlet run --runtime qemu` process and the folders it
+// qemuDaemon is one `vmlet run --runtime qemu` process and the folders it
 // uses, all under the test's folder. It can be killed and started again
 // on the same folders.
-type daemon struct {
+type qemuDaemon struct {
 	t        *testing.T
 	env      e2eEnv
 	root     string // the test's folder: manifests to apply, disks, logs
@@ -154,17 +154,17 @@ type daemon struct {
 	logs     []string
 }
 
-// newDaemon prepares the folders of a daemon whose state folder is state,
+// newQEMUDaemon prepares the folders of a daemon whose state folder is state,
 // or one under the test's folder when state is "". The daemon is not
 // started. At cleanup it is stopped, every QEMU of its state folder is
 // killed, and its logs are printed when the test failed.
-func newDaemon(t *testing.T, env e2eEnv, state string) *daemon {
+func newQEMUDaemon(t *testing.T, env e2eEnv, state string) *qemuDaemon {
 	t.Helper()
 	root := t.TempDir()
 	if state == "" {
 		state = filepath.Join(root, "state")
 	}
-	d := &daemon{
+	d := &qemuDaemon{
 		t: t, env: env, root: root, state: state,
 		dir:      filepath.Join(root, "manifests"),
 		hostLock: filepath.Join(root, "host.lock"),
@@ -179,7 +179,7 @@ func newDaemon(t *testing.T, env e2eEnv, state string) *daemon {
 }
 
 // start starts the daemon and waits for its API socket.
-func (d *daemon) start() {
+func (d *qemuDaemon) start() {
 	d.t.Helper()
 	logPath := filepath.Join(d.root, fmt.Sprintf("daemon-%d.log", len(d.logs)+1))
 	logFile, err := os.Create(logPath)
@@ -199,15 +199,15 @@ func (d *daemon) start() {
 	d.awaitSocket()
 }
 
-func (d *daemon) reap(cmd *exec.Cmd, exited chan struct{}) {
+func (d *qemuDaemon) reap(cmd *exec.Cmd, exited chan struct{}) {
 	cmd.Wait()
 	close(exited)
 }
 
-func (d *daemon) awaitSocket() {
+func (d *qemuDaemon) awaitSocket() {
 	d.t.Helper()
 	socket := filepath.Join(d.state, "vmlet.sock")
-	deadline := time.Now().Add(phaseTimeout)
+	deadline := time.Now().Add(e2ePhaseTimeout)
 	for time.Now().Before(deadline) {
 		if _, err := os.Stat(socket); err == nil {
 			return
@@ -218,11 +218,11 @@ func (d *daemon) awaitSocket() {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	d.t.Fatalf("vmlet run made no API socket %q within %s", socket, phaseTimeout)
+	d.t.Fatalf("vmlet run made no API socket %q within %s", socket, e2ePhaseTimeout)
 }
 
 // running reports whether the daemon process is alive.
-func (d *daemon) running() bool {
+func (d *qemuDaemon) running() bool {
 	if d.cmd == nil {
 		return false
 	}
@@ -236,7 +236,7 @@ func (d *daemon) running() bool {
 
 // stop sends SIGTERM and waits for the daemon to exit: it lets the
 // transition in flight finish and leaves the VMs running.
-func (d *daemon) stop() {
+func (d *qemuDaemon) stop() {
 	d.t.Helper()
 	if !d.running() {
 		return
@@ -244,10 +244,10 @@ func (d *daemon) stop() {
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.exited:
-	case <-time.After(daemonStopWait):
+	case <-time.After(e2eStopWait):
 		d.cmd.Process.Kill()
 		<-d.exited
-		d.t.Errorf("vmlet run did not exit within %s of SIGTERM", daemonStopWait)
+		d.t.Errorf("vmlet run did not exit within %s of SIGTERM", e2eStopWait)
 	}
 	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
 		d.t.Errorf("vmlet run exited with %d after SIGTERM", code)
@@ -255,7 +255,7 @@ func (d *daemon) stop() {
 }
 
 // kill kills the daemon with SIGKILL, as a crash would end it.
-func (d *daemon) kill() {
+func (d *qemuDaemon) kill() {
 	d.t.Helper()
 	if err := d.cmd.Process.Kill(); err != nil {
 		d.t.Fatalf("killing vmlet run: %v", err)
@@ -263,12 +263,12 @@ func (d *daemon) kill() {
 	<-d.exited
 }
 
-func (d *daemon) cleanup() {
+func (d *qemuDaemon) cleanup() {
 	if d.running() {
 		d.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-d.exited:
-		case <-time.After(daemonStopWait):
+		case <-time.After(e2eStopWait):
 			d.cmd.Process.Kill()
 			<-d.exited
 		}
@@ -281,7 +281,7 @@ func (d *daemon) cleanup() {
 	}
 }
 
-func (d *daemon) printLogs() {
+func (d *qemuDaemon) printLogs() {
 	for _, path := range d.logs {
 		data, err := os.ReadFile(path)
 		if err != nil {
@@ -292,16 +292,26 @@ func (d *daemon) printLogs() {
 	}
 }
 
-// result is what one vmlet client command printed and its exit code.
-type result struct {
+// cliResult is what one vmlet client command printed and its exit code.
+type cliResult struct {
 	stdout, stderr string
 	code           int
 }
 
 // vmlet runs a client command against the daemon's folders.
-func (d *daemon) vmlet(args ...string) result {
+func (d *qemuDaemon) vmlet(args ...string) cliResult {
 	d.t.Helper()
-	ctx, cancel := context.WithTimeout(d.t.Context(), commandTimeout)
+	r, err := d.run(args...)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return r
+}
+
+// run runs a client command; the error is for a command that could not
+// run, not for a non-zero exit code. It is safe for concurrent use.
+func (d *qemuDaemon) run(args ...string) (cliResult, error) {
+	ctx, cancel := context.WithTimeout(d.t.Context(), e2eCommandTimeout)
 	defer cancel()
 	full := append([]string{"--dir", d.dir, "--state-dir", d.state, "--host-lock", d.hostLock}, args...)
 	cmd := exec.CommandContext(ctx, d.env.bin, full...)
@@ -310,13 +320,26 @@ func (d *daemon) vmlet(args ...string) result {
 	err := cmd.Run()
 	var exitErr *exec.ExitError
 	if err != nil && !errors.As(err, &exitErr) {
-		d.t.Fatalf("running vmlet %v: %v", args, err)
+		return cliResult{}, fmt.Errorf("running vmlet %v: %w", args, err)
 	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+	return cliResult{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}, nil
+}
+
+// try runs a client command and returns an error unless it exits 0. It is
+// safe for concurrent use.
+func (d *qemuDaemon) try(args ...string) (string, error) {
+	r, err := d.run(args...)
+	if err != nil {
+		return "", err
+	}
+	if r.code != 0 {
+		return "", fmt.Errorf("vmlet %s: exit %d: %s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout, nil
 }
 
 // must runs a client command and fails the test unless it exits 0.
-func (d *daemon) must(args ...string) string {
+func (d *qemuDaemon) must(args ...string) string {
 	d.t.Helper()
 	r := d.vmlet(args...)
 	if r.code != 0 {
@@ -326,18 +349,18 @@ func (d *daemon) must(args ...string) string {
 }
 
 // diskPath returns where the VM's disk image lives.
-func (d *daemon) diskPath(name string) string {
+func (d *qemuDaemon) diskPath(name string) string {
 	return filepath.Join(d.root, "disks", name+".img")
 }
 
 // vmDir returns the VM's state folder.
-func (d *daemon) vmDir(name string) string {
+func (d *qemuDaemon) vmDir(name string) string {
 	return filepath.Join(d.state, "vms", name)
 }
 
 // apply writes the manifest of a 256 MiB, one-CPU VM with an agent and a
 // 64 MiB disk mounted at /data, and applies it with vmlet apply.
-func (d *daemon) apply(name string, desired spec.DesiredState) {
+func (d *qemuDaemon) apply(name string, desired spec.DesiredState) {
 	d.t.Helper()
 	manifest := fmt.Sprintf(`apiVersion: vmlet.dev/v1alpha1
 kind: VirtualMachine
@@ -367,13 +390,13 @@ spec:
 }
 
 // wait runs vmlet wait for the target, phase=P or condition=T[=S].
-func (d *daemon) wait(name, target string, timeout time.Duration) {
+func (d *qemuDaemon) wait(name, target string, timeout time.Duration) {
 	d.t.Helper()
 	d.must("wait", name, "--for", target, "--timeout", timeout.String())
 }
 
 // status returns the VM's status as vmlet get prints it.
-func (d *daemon) status(name string) spec.Status {
+func (d *qemuDaemon) status(name string) spec.Status {
 	d.t.Helper()
 	var vm spec.VirtualMachine
 	out := d.must("get", name, "-o", "json")
@@ -388,7 +411,7 @@ func (d *daemon) status(name string) spec.Status {
 
 // guest runs a shell script in the VM through vmlet exec and returns its
 // output without the trailing newline.
-func (d *daemon) guest(name, script string) string {
+func (d *qemuDaemon) guest(name, script string) string {
 	d.t.Helper()
 	return strings.TrimSpace(d.must("exec", name, "--", "sh", "-c", script))
 }
@@ -400,26 +423,26 @@ const ramDir = "/mnt/ram"
 const mountRAM = "mkdir -p " + ramDir + " && { grep -q ' " + ramDir + " ' /proc/mounts || mount -t tmpfs tmpfs " + ramDir + "; }"
 
 // writeTokens writes token into the guest's tmpfs and onto its disk.
-func (d *daemon) writeTokens(name, token string) {
+func (d *qemuDaemon) writeTokens(name, token string) {
 	d.t.Helper()
 	d.guest(name, fmt.Sprintf("%s && echo %s > %s/token && echo %s > /data/token", mountRAM, token, ramDir, token))
 }
 
 // readTokens returns the tokens in the guest's tmpfs and on its disk.
-func (d *daemon) readTokens(name string) (ram, disk string) {
+func (d *qemuDaemon) readTokens(name string) (ram, disk string) {
 	d.t.Helper()
 	ram = d.guest(name, "cat "+ramDir+"/token 2>/dev/null || echo missing")
 	disk = d.guest(name, "cat /data/token 2>/dev/null || echo missing")
 	return ram, disk
 }
 
-func (d *daemon) bootID(name string) string {
+func (d *qemuDaemon) bootID(name string) string {
 	d.t.Helper()
 	return d.guest(name, "cat /proc/sys/kernel/random/boot_id")
 }
 
 // qemuPid returns the pid in the VM's QEMU pid file.
-func (d *daemon) qemuPid(name string) int {
+func (d *qemuDaemon) qemuPid(name string) int {
 	d.t.Helper()
 	data, err := os.ReadFile(filepath.Join(d.vmDir(name), qemuPidFile))
 	if err != nil {
@@ -433,7 +456,7 @@ func (d *daemon) qemuPid(name string) int {
 }
 
 // checkDisk runs e2fsck -fn on the VM's disk image; the VM must not run.
-func (d *daemon) checkDisk(name string) {
+func (d *qemuDaemon) checkDisk(name string) {
 	d.t.Helper()
 	out, err := exec.CommandContext(d.t.Context(), d.env.fsck, "-fn", d.diskPath(name)).CombinedOutput()
 	if err != nil {
@@ -441,8 +464,8 @@ func (d *daemon) checkDisk(name string) {
 	}
 }
 
-// condition returns the status's condition of type kind, or a zero one.
-func condition(st spec.Status, kind string) spec.Condition {
+// statusCondition returns the status's condition of type kind, or a zero one.
+func statusCondition(st spec.Status, kind string) spec.Condition {
 	for _, c := range st.Conditions {
 		if c.Type == kind {
 			return c
@@ -455,9 +478,9 @@ func newToken() string {
 	return strings.ToLower(rand.Text())
 }
 
-// alive reports whether pid is a process that has not exited. A zombie
+// processAlive reports whether pid is a process that has not exited. A zombie
 // has exited.
-func alive(pid int) bool {
+func processAlive(pid int) bool {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
@@ -480,7 +503,7 @@ func qemuProcesses(state string) []int {
 		if err != nil || !bytes.Contains(cmdline, []byte("qemu-system")) {
 			continue
 		}
-		if bytes.Contains(cmdline, []byte(state+string(filepath.Separator))) && alive(pid) {
+		if bytes.Contains(cmdline, []byte(state+string(filepath.Separator))) && processAlive(pid) {
 			pids = append(pids, pid)
 		}
 	}
@@ -496,7 +519,7 @@ func killQEMUs(state string) []int {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for _, pid := range pids {
-		for alive(pid) && time.Now().Before(deadline) {
+		for processAlive(pid) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
@@ -504,7 +527,7 @@ func killQEMUs(state string) []int {
 }
 
 // consoleLog returns the VM's serial console log.
-func (d *daemon) consoleLog(name string) string {
+func (d *qemuDaemon) consoleLog(name string) string {
 	d.t.Helper()
 	data, err := os.ReadFile(filepath.Join(d.vmDir(name), vmruntime.ConsoleLogFile))
 	if err != nil {

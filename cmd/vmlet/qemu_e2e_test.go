@@ -18,7 +18,7 @@ import (
 // restored memory rather than rebooting.
 func TestQEMUOneVM(t *testing.T) {
 	env := requireE2E(t)
-	d := newDaemon(t, env, "")
+	d := newQEMUDaemon(t, env, "")
 	d.start()
 	const name = "one"
 
@@ -26,7 +26,7 @@ func TestQEMUOneVM(t *testing.T) {
 		t.Fatalf("disk image exists before the first boot: %v", err)
 	}
 	d.apply(name, spec.Running)
-	d.wait(name, "condition=Ready", readyTimeout)
+	d.wait(name, "condition=Ready", e2eReadyTimeout)
 	checkNewDisk(t, d, name)
 
 	token := newToken()
@@ -35,11 +35,11 @@ func TestQEMUOneVM(t *testing.T) {
 	pid := d.qemuPid(name)
 
 	d.must("suspend", name)
-	d.wait(name, "phase=Suspended", phaseTimeout)
+	d.wait(name, "phase=Suspended", e2ePhaseTimeout)
 	checkSuspended(t, d, name, pid)
 
 	d.must("resume", name)
-	d.wait(name, "condition=Ready", readyTimeout)
+	d.wait(name, "condition=Ready", e2eReadyTimeout)
 	ram, disk := d.readTokens(name)
 	if ram != token {
 		t.Errorf("tmpfs token after resume = %q, want %q (memory not restored)", ram, token)
@@ -50,16 +50,16 @@ func TestQEMUOneVM(t *testing.T) {
 	if got := d.bootID(name); got != bootID {
 		t.Errorf("boot id after resume = %q, want %q (the guest rebooted)", got, bootID)
 	}
-	if _, err := os.Stat(filepath.Join(d.vmDir(name), checkpointFile)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(d.vmDir(name), e2eCheckpointFile)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("checkpoint still there after the resume consumed it: %v", err)
 	}
 
 	d.must("stop", name)
-	d.wait(name, "phase=Stopped", phaseTimeout)
+	d.wait(name, "phase=Stopped", e2ePhaseTimeout)
 	if pids := qemuProcesses(d.state); len(pids) > 0 {
 		t.Errorf("QEMU processes after stop: %v", pids)
 	}
-	if _, err := os.Stat(filepath.Join(d.vmDir(name), checkpointFile)); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(d.vmDir(name), e2eCheckpointFile)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("checkpoint after stop: %v", err)
 	}
 	d.checkDisk(name)
@@ -68,7 +68,7 @@ func TestQEMUOneVM(t *testing.T) {
 
 // checkNewDisk checks that the missing disk was created at its size and
 // that the agent mounted it.
-func checkNewDisk(t *testing.T, d *daemon, name string) {
+func checkNewDisk(t *testing.T, d *qemuDaemon, name string) {
 	t.Helper()
 	info, err := os.Stat(d.diskPath(name))
 	if err != nil {
@@ -85,12 +85,12 @@ func checkNewDisk(t *testing.T, d *daemon, name string) {
 
 // checkSuspended checks that the suspended VM's QEMU (pid) has exited and
 // that its checkpoint is there, readable by its owner alone.
-func checkSuspended(t *testing.T, d *daemon, name string, pid int) {
+func checkSuspended(t *testing.T, d *qemuDaemon, name string, pid int) {
 	t.Helper()
-	if alive(pid) {
+	if processAlive(pid) {
 		t.Errorf("QEMU process %d still alive after the suspend", pid)
 	}
-	info, err := os.Stat(filepath.Join(d.vmDir(name), checkpointFile))
+	info, err := os.Stat(filepath.Join(d.vmDir(name), e2eCheckpointFile))
 	if err != nil {
 		t.Fatalf("checkpoint after the suspend: %v", err)
 	}
