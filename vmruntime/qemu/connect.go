@@ -15,10 +15,11 @@ import (
 )
 
 // Connect dials the agent's channel, performs the boot handshake with the
-// guest configuration of m, and keeps the connection for Agent, replacing
-// an earlier one. It retries the dial until ctx ends; the handshake itself
-// resends its hello while the guest boots. A VM without an agent port
-// fails with vmruntime.ErrNoAgent.
+// guest configuration of m, and keeps the connection for Agent. It closes
+// an earlier connection first, because QEMU's socket serves one client at a
+// time. It retries the dial until ctx ends, and the handshake resends its
+// hello while the guest boots. A VM without an agent port fails with
+// vmruntime.ErrNoAgent.
 func (r *Runtime) Connect(ctx context.Context, m *vmruntime.Machine) (vmruntime.Hello, error) {
 	if m.AgentPort == 0 {
 		return vmruntime.Hello{}, fmt.Errorf("connecting to the agent of %q: %w", m.Name, vmruntime.ErrNoAgent)
@@ -27,6 +28,7 @@ func (r *Runtime) Connect(ctx context.Context, m *vmruntime.Machine) (vmruntime.
 	if err != nil {
 		return vmruntime.Hello{}, err
 	}
+	v.setAgent(nil)
 	conn, err := r.dialAgent(ctx, m)
 	if err != nil {
 		return vmruntime.Hello{}, fmt.Errorf("connecting to the agent of %q: %w", m.Name, err)
