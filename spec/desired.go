@@ -86,8 +86,8 @@ func (e *editor) insertDesiredState(spec *yaml.Node, state DesiredState) ([]byte
 	return splice(e.t.data, at, at, member), nil
 }
 
-// checkDesiredState parses the edited document and checks that its spec
-// asks for state.
+// checkDesiredState parses the edited document and checks that its
+// spec.desiredState is state.
 func checkDesiredState(out []byte, state DesiredState) error {
 	root, err := parseDocument("", out)
 	if err != nil {

@@ -30,9 +30,9 @@ var (
 )
 
 // FieldError is one problem in a manifest, at a line where the YAML has one.
-// Its text is "FILE:LINE: FIELD: message"; the line is left out when it is
-// 0 and the field when it is empty (a problem with the whole file). Without
-// a file name the text starts "line LINE: ".
+// Its text is "FILE:LINE: FIELD: message". The line is left out when it is
+// 0, and the field when it is empty (a problem with the whole file).
+// Without a file name the text starts "line LINE: ".
 type FieldError struct {
 	File    string
 	Line    int

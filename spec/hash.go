@@ -11,7 +11,7 @@ import (
 // SpecHash returns 12 hex digits of the SHA-256 of the spec's canonical
 // JSON. Reformatting the file, reordering keys, editing comments, writing
 // a quantity another way (1Gi or 1024Mi) or spelling out a default changes
-// nothing; any other change to the spec does. A status whose
+// nothing. Any other change to the spec changes the hash. A status whose
 // observedSpecHash differs from it is stale.
 func (vm *VirtualMachine) SpecHash() string {
 	return hashSpec(canonicalSpec(&vm.Spec))

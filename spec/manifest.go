@@ -34,8 +34,8 @@ type Manifest struct {
 	Name string
 	// Status is the status in the file, when it could be read.
 	Status *Status
-	// WellFormed says the file is one YAML document whose top level is a
-	// mapping, so status may be written into it.
+	// WellFormed is true when the file is one YAML document whose top level
+	// is a mapping, so that status may be written into it.
 	WellFormed bool
 	// Warnings are problems that leave the manifest valid, such as a file
 	// the spec names that does not exist on this host, or a status that
@@ -65,8 +65,17 @@ func Load(path string) (*Manifest, error) {
 // found is in the result's Err, each with its line where the YAML has one.
 // Relative paths in the spec are checked against the folder of path, and a
 // missing one is a warning.
-func Parse(path string, data []byte) *Manifest {
-	m := &Manifest{Path: path, Data: data}
+func Parse(path string, data []byte) (m *Manifest) {
+	m = &Manifest{Path: path, Data: data}
+	defer func() {
+		// The YAML parser has panicked on crafted input before
+		// (CVE-2022-28948, fixed in yaml.v3 3.0.0), and a panic must not
+		// take the daemon down.
+		if r := recover(); r != nil {
+			*m = Manifest{Path: path, Data: data, Err: ErrorList{{File: path,
+				Message: fmt.Sprintf("invalid YAML: the parser failed: %v", r), Err: ErrSyntax}}}
+		}
+	}()
 	root, err := parseDocument(path, data)
 	if err != nil {
 		m.Err = err
@@ -215,6 +224,7 @@ func (m *Manifest) decode(root *yaml.Node) {
 	v.validate(vm)
 	errs := append(d.errs, v.errs...)
 	slices.SortStableFunc(errs, func(a, b *FieldError) int { return a.Line - b.Line })
+	errs = truncate(m.Path, errs)
 	if len(d.errs) == 0 {
 		m.VM = vm
 	}
@@ -223,6 +233,18 @@ func (m *Manifest) decode(root *yaml.Node) {
 		return
 	}
 	m.Warnings = append(m.Warnings, v.missingFiles(m)...)
+}
+
+// MaxProblems is the number of problems a Manifest's Err lists; a last
+// line counts the rest.
+const MaxProblems = 50
+
+func truncate(path string, errs ErrorList) ErrorList {
+	if len(errs) <= MaxProblems {
+		return errs
+	}
+	more := &FieldError{File: path, Message: fmt.Sprintf("%d more problems not shown", len(errs)-MaxProblems)}
+	return append(errs[:MaxProblems:MaxProblems], more)
 }
 
 // withoutStatus returns a copy of the top-level mapping without its status

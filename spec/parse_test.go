@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -392,5 +393,20 @@ func TestLoadLargeFileStopsReading(t *testing.T) {
 	}
 	if !errors.Is(m.Err, ErrTooLarge) || len(m.Data) > MaxManifestSize+1 {
 		t.Errorf("Err = %v, read %d bytes", m.Err, len(m.Data))
+	}
+}
+
+func TestParseLimitsProblems(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(base)
+	for i := range 2 * MaxProblems {
+		b.WriteString("unknown" + strconv.Itoa(i) + ": 1\n")
+	}
+	lines := errorLines(Parse("vm.yaml", []byte(b.String())))
+	if len(lines) != MaxProblems+1 {
+		t.Fatalf("got %d lines, want %d", len(lines), MaxProblems+1)
+	}
+	if want := "vm.yaml: 50 more problems not shown"; lines[MaxProblems] != want {
+		t.Errorf("last line = %q, want %q", lines[MaxProblems], want)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 // ReplaceStatus returns data with its top-level status member replaced by
 // st, or added as the last member of the top-level mapping where there is
-// none; a nil st removes the member. Every byte outside the member is kept.
+// none. A nil st removes the member. Every byte outside the member is kept.
 // The status is written in the document's own style: a block in block
 // YAML, a member of the mapping in flow-style YAML and JSON. ReplaceStatus
 // does not modify data; it fails when data is not one well-formed YAML
@@ -87,10 +87,10 @@ func (e *editor) blockStatus(i int, st *Status) ([]byte, error) {
 	return splice(e.t.data, start, end, repl), nil
 }
 
-// blockRegion returns the bytes of the member at i of a block mapping: from
-// the start of its key's line to the end of the last line before the next
-// member that holds anything but blanks and comments at the key's
-// indentation. Those comments stay: they belong to what follows.
+// blockRegion returns the byte range of the member at i of a block mapping.
+// It starts at its key's line and ends with the last line, before the next
+// member, that has more than blanks and comments at the key's indentation.
+// Those comments stay because they belong to what follows.
 func (e *editor) blockRegion(i int) (start, end int) {
 	t, key := e.t, e.root.Content[i]
 	start = t.lineStart(key.Line)
@@ -115,9 +115,9 @@ func (e *editor) blockRegion(i int) (start, end int) {
 }
 
 // trimBreakBefore moves start back over the line break before it when the
-// region [start, end) ends the file without a line break of its own, so
-// that removing a member appended to a file with no trailing newline gives
-// that file back.
+// region [start, end) ends the file without a line break of its own. Then
+// removing a member appended to a file with no trailing newline gives that
+// file back.
 func (e *editor) trimBreakBefore(start, end int) int {
 	data := e.t.data
 	if end < len(data) || start == 0 || breakBefore(data, end) {

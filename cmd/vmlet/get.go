@@ -27,8 +27,8 @@ const (
 	outputName  = "name"
 )
 
-// phaseInvalid is what vmlet get shows in PHASE for a manifest that does
-// not parse or validate. It is not a phase a status holds.
+// phaseInvalid is the PHASE column's text for a manifest that does not
+// parse or validate. It is not a phase a status contains.
 const phaseInvalid = "Invalid"
 
 func newGetCommand(opts *globalOptions) *cobra.Command {
@@ -55,7 +55,7 @@ listed too, with Invalid in PHASE and its first error in MESSAGE.`,
 	return cmd
 }
 
-// getRequest is what vmlet get was asked for.
+// getRequest is the folders, VM name and output format of one vmlet get.
 type getRequest struct {
 	dir, stateDir string
 	name          string // "" for every VM

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -202,9 +201,6 @@ func TestGetReadsDirFromEnvironment(t *testing.T) {
 func TestGetFlagAfterName(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"vm.yaml": manifestNamed("vm")})
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	out, _, err := runCommand(t, "get", "vm", "-o", "name", "--dir", dir, "--state-dir", t.TempDir())
 	if err != nil || out != "virtualmachine/vm\n" {
 		t.Errorf("output = %q, error %v", out, err)
