@@ -18,11 +18,10 @@ import (
 // diskPoll is how often Configure looks for a disk that has not appeared.
 const diskPoll = 50 * time.Millisecond
 
-// mkfsArgs are the mkfs.ext4 options for a blank disk. Lazy inode table
-// and journal initialization keep formatting quick: the disk is known to
-// be zero at the start, and the kernel initializes the rest in the
-// background.
-var mkfsArgs = []string{"-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1"}
+// mkfsArgs are the mkfs.ext4 options for a blank disk. The journal is
+// zeroed (mke2fs's default, not lazy_journal_init) because only the first
+// MiB is known to be zero, and stale blocks in a journal could be replayed.
+var mkfsArgs = []string{"-q"}
 
 // Configure formats the blank disks and mounts the disks and shares at the
 // mount paths cfg specifies. It is idempotent because after a restore the

@@ -53,9 +53,11 @@ func initSystem(ctx context.Context) {
 		log.Error(err, "Mounting pseudo filesystems")
 	}
 	go reapChildren()
+	start := time.Now()
 	if err := loadModules(ctx); err != nil {
 		log.Error(err, "Loading kernel modules")
 	}
+	log.Info("Loaded kernel modules", "duration", time.Since(start).String())
 }
 
 // pseudoMounts are the filesystems PID 1 mounts, in order.
