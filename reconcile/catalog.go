@@ -3,9 +3,11 @@ package reconcile
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -39,6 +41,8 @@ type Catalog struct {
 	files   map[string]*catalogFile   // by path
 	claims  map[string][]*catalogFile // by name, in claim order
 	nextSeq uint64
+	// cache is nil until a Reconciler gives the catalog a state folder.
+	cache *parseCache
 }
 
 // catalogFile is one manifest file in the catalog.
@@ -80,20 +84,22 @@ func (c *Catalog) Dir() string { return c.dir }
 // Relist reads the folder, loads new and changed files and drops vanished
 // ones. It returns every key in the catalog and the keys that vanished,
 // sorted. So a periodic Relist re-checks every VM, which is how a VM that
-// crashed without a file event is noticed.
+// crashed without a file event is noticed. Changed files are parsed in
+// parallel, one goroutine per CPU.
 func (c *Catalog) Relist() ([]string, error) {
 	paths, err := c.listPaths()
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.cache.load()
+	results := c.loadChanged(paths)
 
+	c.mu.Lock()
 	keys := make(map[string]bool)
 	present := make(map[string]bool, len(paths))
-	for _, p := range paths {
-		present[p] = true
-		c.refresh(p, keys)
+	for _, res := range results {
+		present[res.path] = true
+		c.applyResult(res, keys)
 	}
 	for p := range c.files {
 		if !present[p] {
@@ -103,7 +109,73 @@ func (c *Catalog) Relist() ([]string, error) {
 	for p, f := range c.files {
 		keys[f.key(p)] = true
 	}
+	c.mu.Unlock()
+
+	// A cache that cannot be saved costs the next start its speed, nothing
+	// else, so the error is not the caller's.
+	_ = c.cache.save()
 	return sortedKeys(keys), nil
+}
+
+// fileResult is one file of a Relist: its stat, and its parse when it
+// changed.
+type fileResult struct {
+	path      string
+	fi        fs.FileInfo
+	statErr   error
+	unchanged bool
+	m         *spec.Manifest
+	stamp     fileStamp
+}
+
+// loadChanged stats paths and parses those that are new or changed.
+func (c *Catalog) loadChanged(paths []string) []*fileResult {
+	results := make([]*fileResult, len(paths))
+	for i, p := range paths {
+		fi, err := os.Stat(p)
+		results[i] = &fileResult{path: p, fi: fi, statErr: err}
+	}
+	c.mu.Lock()
+	var todo []*fileResult
+	for _, res := range results {
+		f := c.files[res.path]
+		res.unchanged = f != nil && res.statErr == nil && f.stamp == stampOf(res.fi)
+		if !res.unchanged && !errors.Is(res.statErr, fs.ErrNotExist) {
+			todo = append(todo, res)
+		}
+	}
+	c.mu.Unlock()
+	c.parseAll(todo)
+	return results
+}
+
+// parseAll reads and parses each file of todo, in parallel.
+func (c *Catalog) parseAll(todo []*fileResult) {
+	next := make(chan *fileResult)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+		wg.Go(func() {
+			for res := range next {
+				res.m, res.stamp = c.readManifest(res.path, res.fi, res.statErr)
+			}
+		})
+	}
+	for _, res := range todo {
+		next <- res
+	}
+	close(next)
+	wg.Wait()
+}
+
+// applyResult records one file of a Relist. The caller holds c.mu.
+func (c *Catalog) applyResult(res *fileResult, keys map[string]bool) {
+	switch {
+	case res.unchanged:
+	case errors.Is(res.statErr, fs.ErrNotExist):
+		c.forget(res.path, keys)
+	default:
+		c.apply(res.path, res.m, res.stamp, keys)
+	}
 }
 
 // listPaths returns the manifest files in the folder in path order.
@@ -177,13 +249,13 @@ func (c *Catalog) refresh(path string, keys map[string]bool) {
 	if f != nil && err == nil && f.stamp == stampOf(fi) {
 		return
 	}
-	c.load(path, fi, err, keys)
+	m, stamp := c.readManifest(path, fi, err)
+	c.apply(path, m, stamp, keys)
 }
 
-// load parses path and moves its claim when its name changed. A file that
-// cannot be stat'ed or read is kept with the error as its manifest's Err.
-func (c *Catalog) load(path string, fi fs.FileInfo, statErr error, keys map[string]bool) {
-	m, stamp := loadManifest(path, fi, statErr)
+// apply records the new parse of path and moves its claim when its name
+// changed. The caller holds c.mu.
+func (c *Catalog) apply(path string, m *spec.Manifest, stamp fileStamp, keys map[string]bool) {
 	f := c.files[path]
 	if f == nil {
 		f = &catalogFile{path: path}
@@ -196,15 +268,47 @@ func (c *Catalog) load(path string, fi fs.FileInfo, statErr error, keys map[stri
 	keys[f.key(path)] = true
 }
 
-func loadManifest(path string, fi fs.FileInfo, statErr error) (*spec.Manifest, fileStamp) {
+// readManifest reads and parses path, through the parse cache where the
+// bytes are unchanged. A file that cannot be stat'ed or read gets the error
+// as its manifest's Err.
+func (c *Catalog) readManifest(path string, fi fs.FileInfo, statErr error) (*spec.Manifest, fileStamp) {
 	if statErr != nil {
 		return &spec.Manifest{Path: path, Err: statErr}, fileStamp{}
 	}
-	m, err := spec.Load(path)
+	data, err := readLimited(path)
 	if err != nil {
 		return &spec.Manifest{Path: path, Err: err}, fileStamp{}
 	}
+	if m := c.cache.manifest(path, data); m != nil {
+		return m, stampOf(fi)
+	}
+	m := spec.Parse(path, data)
+	c.cache.store(m)
 	return m, stampOf(fi)
+}
+
+// readLimited reads a manifest, up to one byte past the size limit so that
+// Parse reports a file that is too large.
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, spec.MaxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest %q: %w", path, err)
+	}
+	return data, nil
+}
+
+// useCache makes the catalog keep its parses in file across restarts.
+func (c *Catalog) useCache(file string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cache == nil {
+		c.cache = &parseCache{file: file}
+	}
 }
 
 // usableName returns the manifest's name when it can key a VM: a DNS-1123
@@ -254,6 +358,7 @@ func (c *Catalog) forget(path string, keys map[string]bool) {
 	keys[f.key(path)] = true
 	c.unclaim(f)
 	delete(c.files, path)
+	c.cache.drop(path)
 }
 
 // key returns the key of the file at path: its name, or its path.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vmlet/vmlet/spec"
@@ -170,5 +171,61 @@ func TestMalformedFileNeverWritten(t *testing.T) {
 	}
 	if string(got) != string(data) {
 		t.Errorf("malformed file was written: %q", got)
+	}
+}
+
+func TestParseCacheAcrossRestarts(t *testing.T) {
+	h := newHarness(t)
+	path := bring(h, spec.Running, false)
+	if _, err := h.cat.Relist(); err != nil {
+		t.Fatal(err)
+	}
+	if !h.exists(parseCacheFile) {
+		t.Fatal("no parse cache saved after a relist")
+	}
+
+	h.restart()
+	cached := h.cat.lookup("web").Owner
+	fresh, err := spec.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cached.Name != fresh.Name || cached.VM.SpecHash() != fresh.VM.SpecHash() ||
+		cached.VM.MachineHash() != fresh.VM.MachineHash() || !statusEqual(cached.Status, fresh.Status) {
+		t.Errorf("cached parse differs from a fresh one")
+	}
+	if string(cached.Data) != string(fresh.Data) || !cached.WellFormed || cached.Err != nil {
+		t.Errorf("cached manifest: data equal %v, well-formed %v, err %v",
+			string(cached.Data) == string(fresh.Data), cached.WellFormed, cached.Err)
+	}
+	h.mustReconcile("web")
+	if calls := h.rt.takeCalls(); len(calls) > 0 {
+		t.Errorf("calls after a restart from the cache = %q", calls)
+	}
+
+	// Same size and a changed byte: the content hash tells them apart.
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := []byte(strings.Replace(string(data), "cpus: 1", "cpus: 2", 1))
+	if err := os.WriteFile(path, changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.restart()
+	if got := h.cat.lookup("web").Owner.VM.Spec.CPUs; got != 2 {
+		t.Errorf("cpus after an edit = %d, want 2 (a stale cache entry was used)", got)
+	}
+}
+
+func TestParseCacheIgnoresForeignFile(t *testing.T) {
+	h := newHarness(t)
+	bring(h, spec.Running, false)
+	if err := os.WriteFile(filepath.Join(h.state, parseCacheFile), []byte("not gob"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.restart()
+	if m := h.cat.lookup("web").Owner; m == nil || m.VM == nil {
+		t.Fatal("a damaged cache file broke the catalog")
 	}
 }

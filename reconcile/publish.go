@@ -22,16 +22,18 @@ const statusFile = "status.yaml"
 // status write lost a race with a user's edit.
 const conflictRequeue = 100 * time.Millisecond
 
-// publish observes the VM once more and writes its status where it
-// changed. A removed manifest has no status to write.
-func (r *Reconciler) publish(ctx context.Context, log logr.Logger, name string, t *target) (Result, error) {
+// publish writes the VM's status where it changed, from v, or from a new
+// observation when v is nil. A removed manifest has no status to write.
+func (r *Reconciler) publish(ctx context.Context, log logr.Logger, name string, t *target, v *vmView) (Result, error) {
 	if t.m == nil {
 		return Result{}, nil
 	}
 	r.logInvalid(log, name, t.m)
-	v, err := r.observe(ctx, name)
-	if err != nil {
-		return Result{}, err
+	if v == nil {
+		var err error
+		if v, err = r.observe(ctx, name); err != nil {
+			return Result{}, err
+		}
 	}
 	build := func(prev *spec.Status) *spec.Status { return r.statusFor(v, t, prev) }
 	return r.writeStatus(log, name, t.m, build)

@@ -33,6 +33,10 @@ const (
 	StatusState
 )
 
+// parseCacheFile is the file in the state folder that keeps the catalog's
+// parses across restarts.
+const parseCacheFile = "manifest-cache"
+
 // Defaults for the Config fields left zero.
 const (
 	DefaultTrashRetention = 24 * time.Hour
@@ -108,6 +112,7 @@ func New(cfg Config) (*Reconciler, error) {
 	if err := ensureDir(filepath.Join(cfg.StateDir, "vms")); err != nil {
 		return nil, err
 	}
+	cfg.Catalog.useCache(filepath.Join(cfg.StateDir, parseCacheFile))
 	return &Reconciler{cfg: cfg, vms: make(map[string]*memo)}, nil
 }
 

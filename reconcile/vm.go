@@ -140,6 +140,9 @@ func (r *Reconciler) reconcileVM(ctx context.Context, name string, m *spec.Manif
 	log := logr.FromContextOrDiscard(ctx)
 	t := r.targetFor(m)
 	var res Result
+	// settled is the last view when no step followed it, so publish can
+	// use it instead of observing again.
+	var settled *vmView
 	for range maxSteps {
 		v, err := r.observe(ctx, name)
 		if err != nil {
@@ -151,10 +154,11 @@ func (r *Reconciler) reconcileVM(ctx context.Context, name string, m *spec.Manif
 			res.RequeueAfter = s.BackoffLeft
 		}
 		if a == actNone || a == actWait {
+			settled = v
 			break
 		}
 		if err := r.step(ctx, log, a, s, v, t); err != nil {
-			_, perr := r.publish(ctx, log, name, t)
+			_, perr := r.publish(ctx, log, name, t, nil)
 			return Result{}, errors.Join(err, perr)
 		}
 		if a == actCrashed {
@@ -164,7 +168,7 @@ func (r *Reconciler) reconcileVM(ctx context.Context, name string, m *spec.Manif
 			break
 		}
 	}
-	pres, err := r.publish(ctx, log, name, t)
+	pres, err := r.publish(ctx, log, name, t, settled)
 	if pres.RequeueAfter > 0 {
 		res = pres
 	}
