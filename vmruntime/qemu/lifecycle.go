@@ -19,6 +19,11 @@ const (
 	killTimeout = 10 * time.Second
 )
 
+// observeTimeout bounds query-status in Observe, whose callers may pass a
+// context without a deadline. A QEMU that does not reply within it is
+// reported as an error, not waited for.
+const observeTimeout = 5 * time.Second
+
 // running returns the VM named name if its process is alive, or an error
 // wrapping vmruntime.ErrNotRunning.
 func (r *Runtime) running(name string) (*vm, error) {
@@ -147,6 +152,8 @@ func (r *Runtime) Observe(ctx context.Context, name string) (vmruntime.Observati
 		return vmruntime.Observation{State: vmruntime.StateStopped, Exit: v.exitMessage()}, nil
 	}
 	obs := vmruntime.Observation{State: vmruntime.StatePaused, PID: proc.pid}
+	ctx, cancel := context.WithTimeout(ctx, observeTimeout)
+	defer cancel()
 	status, err := v.status(ctx)
 	if err != nil {
 		return obs, fmt.Errorf("observing %q: %w", name, err)

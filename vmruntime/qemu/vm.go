@@ -28,6 +28,9 @@ type vm struct {
 	// errors quote only what this process wrote.
 	logStart int64
 
+	// dialMu serializes dials of the QMP socket.
+	dialMu sync.Mutex
+
 	mu   sync.Mutex
 	proc *process
 	mon  *monitor
@@ -49,21 +52,36 @@ func (v *vm) process() *process {
 const dialTimeout = 5 * time.Second
 
 // monitor returns the QMP connection, dialing it again after an earlier
-// one failed or after an adoption whose dial failed.
+// one failed or after an adoption whose dial failed. Dials are serialized
+// by dialMu, because a second client would wait for QEMU's greeting until
+// the first disconnects, but they do not hold mu, so that the process and
+// agent stay readable meanwhile.
 func (v *vm) monitor(ctx context.Context) (*monitor, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.mon != nil {
-		return v.mon, nil
+	if mon := v.currentMonitor(); mon != nil {
+		return mon, nil
 	}
+	v.dialMu.Lock()
+	defer v.dialMu.Unlock()
+	if mon := v.currentMonitor(); mon != nil {
+		return mon, nil
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	mon, err := dialMonitor(ctx, filepath.Join(v.stateDir, qmpSocket))
 	if err != nil {
 		return nil, err
 	}
+	v.mu.Lock()
 	v.mon = mon
+	v.mu.Unlock()
 	return mon, nil
+}
+
+func (v *vm) currentMonitor() *monitor {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.mon
 }
 
 // execute runs a QMP command. A connection that failed is dropped, so the
