@@ -131,6 +131,8 @@ func findPort(name string) (string, error) {
 // serveVsock accepts connections on the vsock port and serves each in a
 // goroutine of its own, so that a connection left half-open by a restore
 // does not keep a new one waiting. The handler serializes the requests.
+// NOTE: no test runs this path: the test hosts have no /dev/vhost-vsock
+// for QEMU and no vsock loopback transport.
 func serveVsock(ctx context.Context, port uint32, h agent.Handler) error {
 	l, err := listenVsock(ctx, port)
 	if err != nil {

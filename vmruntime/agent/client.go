@@ -195,10 +195,16 @@ func (c *Client) exchange(ctx context.Context, req Request) (Response, error) {
 // turn.
 func (c *Client) hello(ctx context.Context) (vmruntime.Hello, error) {
 	answers := make(chan Response, 1)
+	var ids []uint64
+	defer func() {
+		for _, id := range ids {
+			c.unregister(id)
+		}
+	}()
 	interval := helloFirstRetry
 	for {
 		id := c.register(answers)
-		defer c.unregister(id)
+		ids = append(ids, id)
 		if err := c.send(ctx, Request{ID: id, Op: OpHello}, true); err != nil {
 			return vmruntime.Hello{}, err
 		}
