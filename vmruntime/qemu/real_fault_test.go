@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -214,5 +215,57 @@ func TestRealSaveRejectsExistingPath(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(checkpoint); string(data) != "older" {
 		t.Errorf("existing file changed to %d bytes", len(data))
+	}
+}
+
+// TestRealBootAllDevices checks that QEMU accepts the arguments of every
+// kind of device together: disks, a read-only disk, a share, user-mode
+// networking and the agent channel.
+func TestRealBootAllDevices(t *testing.T) {
+	r := newRealRuntime(t)
+	kernel, initrd := testKernel(t), buildCounterInitrd(t)
+	m := counterMachine(t, t.TempDir(), "devices", kernel, initrd)
+	killOnCleanup(t, r, m.Name)
+	dir := t.TempDir()
+	readOnly := filepath.Join(dir, "ro,disk.img")
+	if err := os.WriteFile(readOnly, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.Disks = []vmruntime.Disk{
+		{Path: filepath.Join(dir, "new.img"), SizeBytes: 8 << 20},
+		{Path: readOnly, ReadOnly: true},
+	}
+	m.Shares = []vmruntime.Share{{Tag: "work", Path: dir, ReadOnly: true}}
+	m.Network = vmruntime.NetworkNAT
+	m.MAC = net.HardwareAddr{0x52, 0x54, 0x00, 0xab, 0xcd, 0xef}
+	m.AgentPort = 5000
+
+	ctx := withTimeout(t, time.Minute)
+	if err := r.Boot(ctx, m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	awaitTick(t, m, 1)
+	if obs, err := r.Observe(ctx, m.Name); err != nil || obs.State != vmruntime.StateRunning {
+		t.Errorf("Observe = %+v, %v, want Running", obs, err)
+	}
+	if _, err := os.Stat(filepath.Join(m.StateDir, agentSocket)); err != nil {
+		t.Errorf("agent socket: %v", err)
+	}
+	if err := r.Suspendable(m); !errors.Is(err, vmruntime.ErrNotSuspendable) {
+		t.Errorf("Suspendable with a share = %v, want ErrNotSuspendable", err)
+	}
+}
+
+func TestRealBootTooDeepStateDir(t *testing.T) {
+	r := newRealRuntime(t)
+	kernel, initrd := testKernel(t), buildCounterInitrd(t)
+	deep := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
+	m := counterMachine(t, deep, "deep", kernel, initrd)
+	err := r.Boot(t.Context(), m)
+	if err == nil || !strings.Contains(err.Error(), "too deep") {
+		t.Fatalf("Boot = %v, want a too-deep error", err)
+	}
+	if _, err := os.Stat(m.StateDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state folder created anyway: %v", err)
 	}
 }
