@@ -29,7 +29,7 @@ import (
 // the first Relist, the first in path order). Other files with the same name
 // get Valid=False, reason DuplicateName, and are not acted on. When the
 // owner's file goes away or stops claiming the name, the name passes at once
-// to the earliest remaining claimant; a Relist does the same for a removal
+// to the earliest remaining claimant. A Relist does the same for a removal
 // the caller never reported.
 //
 // Parses are cached: a file whose size, modification time and inode are

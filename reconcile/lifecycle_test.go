@@ -339,3 +339,29 @@ func TestStatusInStateFolder(t *testing.T) {
 		})
 	}
 }
+
+func TestHungSaveIsBounded(t *testing.T) {
+	h := newHarness(t)
+	path := bring(h, spec.Running, false)
+	h.r.cfg.SaveTimeout = 50 * time.Millisecond
+	h.rt.hangNext("Save", "web")
+	h.write(manifest{name: "web", desired: spec.Suspended})
+
+	_, err := h.reconcile("web")
+	if Reason(err) != "Timeout" {
+		t.Fatalf("error %v, reason %q, want a timeout", err, Reason(err))
+	}
+	if h.lock.isHeld() {
+		t.Error("the host lock is still held after the bound")
+	}
+	want := []string{"Quiesce web", "Pause web", "Save web", "Resume web", "Thaw web"}
+	if calls := h.rt.takeCalls(); !slices.Equal(calls, want) {
+		t.Errorf("calls = %q, want %q", calls, want)
+	}
+	if got := h.rt.stateOf("web"); got != vmruntime.StateRunning {
+		t.Errorf("VM is %s after the hung save, want Running", got)
+	}
+	if got := condition(h.status(path), "Ready"); got != "True/SuspendFailed" {
+		t.Errorf("Ready = %s", got)
+	}
+}

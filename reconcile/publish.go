@@ -55,10 +55,10 @@ func (r *Reconciler) logInvalid(log logr.Logger, name string, m *spec.Manifest) 
 	}
 }
 
-// writeStatus writes the status build returns, into the manifest, or into
-// the state folder in StatusState mode, for a manifest that is not
-// well-formed YAML, and where the manifest cannot be written. It writes
-// nothing where the status is unchanged.
+// writeStatus writes the status that build returns into the manifest. It
+// writes into the VM's state folder instead in StatusState mode, for a
+// manifest that is not well-formed YAML, and where the manifest cannot be
+// written. It writes nothing where the status is unchanged.
 func (r *Reconciler) writeStatus(log logr.Logger, name string, m *spec.Manifest, build func(*spec.Status) *spec.Status) (Result, error) {
 	if r.cfg.StatusMode == StatusInline && m.WellFormed {
 		st := build(m.Status)
