@@ -209,6 +209,7 @@ func (d *daemon) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing manifest folder: %w", err)
 	}
+	logr.FromContextOrDiscard(ctx).V(1).Info("Listed manifest folder", "keys", keys)
 	d.controller.Enqueue(keys...)
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 
 	"github.com/vmlet/vmlet/spec"
 	"github.com/vmlet/vmlet/vmruntime"
@@ -53,7 +54,8 @@ func newTestOptions(t *testing.T, latency sim.Latencies) Options {
 
 func startDaemon(t *testing.T, opts Options) *testDaemon {
 	t.Helper()
-	ctx, cancel := context.WithCancel(logr.NewContext(context.Background(), logr.Discard()))
+	log := funcr.New(func(prefix, args string) { t.Log(prefix, args) }, funcr.Options{Verbosity: 1})
+	ctx, cancel := context.WithCancel(logr.NewContext(context.Background(), log))
 	d := &testDaemon{opts: opts, cancel: cancel, done: make(chan error, 1)}
 	go func() { d.done <- Run(ctx, opts) }()
 	t.Cleanup(func() { d.stop(t) })
@@ -115,10 +117,12 @@ func stateStatus(opts Options, name string) func() (*spec.Status, error) {
 	}
 }
 
+// writeManifest writes a manifest by renaming a temp file over it, so that
+// the daemon never reads it half written.
 func writeManifest(t *testing.T, path, name string, desired spec.DesiredState) {
 	t.Helper()
 	must(t, os.MkdirAll(filepath.Dir(path), 0o755))
-	writeFile(t, path, fmt.Sprintf(testManifest, name, desired))
+	replaceFile(t, path, fmt.Sprintf(testManifest, name, desired))
 }
 
 func TestRunSecondDaemonFailsAtOnce(t *testing.T) {
@@ -250,7 +254,7 @@ func TestRunAdoptsRunningVMs(t *testing.T) {
 	pid := simPID(t, opts, "web")
 
 	startDaemon(t, opts)
-	writeFile(t, filepath.Join(opts.Dir, "other.yaml"), fmt.Sprintf(testManifest, "other", spec.Running))
+	writeManifest(t, filepath.Join(opts.Dir, "other.yaml"), "other", spec.Running)
 	waitStatus(t, "other", spec.PhaseRunning, manifestStatus(filepath.Join(opts.Dir, "other.yaml")))
 	if got := simPID(t, opts, "web"); got != pid {
 		t.Errorf("web's pid after restart = %d, want %d (adopted, not booted again)", got, pid)
