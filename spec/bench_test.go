@@ -6,15 +6,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // BenchmarkParse parses and validates a typical manifest: one YAML parse
-// gives both the values and their lines.
+// gives both the values and their lines. The cache of parsed documents is
+// off, so each iteration parses.
 func BenchmarkParse(b *testing.B) {
 	data, err := os.ReadFile("testdata/typical.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
+	setHook(b, &cacheDocuments, false)
 	b.SetBytes(int64(len(data)))
 	defer reportCPU(b)()
 	for b.Loop() {
@@ -92,4 +96,53 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkYAMLNodeParse is the floor under BenchmarkParse: yaml.v3 parsing
+// the same manifest into a node tree and nothing else.
+func BenchmarkYAMLNodeParse(b *testing.B) {
+	data := readBenchFile(b)
+	defer reportCPU(b)()
+	for b.Loop() {
+		var n yaml.Node
+		if err := yaml.Unmarshal(data, &n); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriteStatusRatio alternates a status write and a bare durable
+// write of the same size in one loop, so that both see the same load on
+// the machine, and reports the status write's rate as a fraction of the
+// bare write's (status-rate/bare-rate; 1 means as fast).
+func BenchmarkWriteStatusRatio(b *testing.B) {
+	read := readBenchFile(b)
+	dir := b.TempDir()
+	path, barePath := filepath.Join(dir, "vm.yaml"), filepath.Join(dir, "bare.yaml")
+	if err := os.WriteFile(path, read, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	bare, err := ReplaceStatus(read, testStatus())
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := testStatus()
+	var statusTime, bareTime time.Duration
+	for b.Loop() {
+		st.Restarts++
+		start := time.Now()
+		if err := WriteStatus(path, read, st); err != nil {
+			b.Fatal(err)
+		}
+		statusTime += time.Since(start)
+		if read, err = os.ReadFile(path); err != nil {
+			b.Fatal(err)
+		}
+		start = time.Now()
+		if err := WriteFile(barePath, bare, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		bareTime += time.Since(start)
+	}
+	b.ReportMetric(float64(bareTime)/float64(statusTime), "status-rate/bare-rate")
 }

@@ -92,6 +92,17 @@ func parseDocument(path string, data []byte) (*yaml.Node, error) {
 	if err := checkFile(data); err != nil {
 		return nil, fileError(path, 0, err)
 	}
+	if root := docCache.get(data); root != nil {
+		return root, nil
+	}
+	root, err := parseYAML(path, data)
+	if err == nil {
+		docCache.put(data, root)
+	}
+	return root, err
+}
+
+func parseYAML(path string, data []byte) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {

@@ -410,3 +410,13 @@ func TestParseLimitsProblems(t *testing.T) {
 		t.Errorf("last line = %q, want %q", lines[MaxProblems], want)
 	}
 }
+
+func TestParseCachedMatchesFresh(t *testing.T) {
+	data := readFile(t, "testdata/typical.yaml")
+	cached := Parse("a.yaml", data)
+	setHook(t, &cacheDocuments, false)
+	fresh := Parse("a.yaml", data)
+	if cached.VM.SpecHash() != fresh.VM.SpecHash() || cached.Name != fresh.Name {
+		t.Error("a cached parse differs from a fresh one")
+	}
+}

@@ -148,7 +148,7 @@ type Condition struct {
 	Status             ConditionStatus `json:"status"`
 	Reason             string          `json:"reason,omitempty"`
 	Message            string          `json:"message,omitempty"`
-	LastTransitionTime Time            `json:"lastTransitionTime,omitempty"`
+	LastTransitionTime Time            `json:"lastTransitionTime,omitzero"`
 }
 
 // Checkpoint describes a saved memory image of a suspended VM.

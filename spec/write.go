@@ -114,12 +114,16 @@ func replaceManifest(path string, read, out []byte) error {
 	if err != nil {
 		return notWritable(err)
 	}
-	defer os.Remove(tmp)
-	return swapIfUnchanged(tmp, target, read)
+	err = swapIfUnchanged(tmp, target, read)
+	// Removing the temp file (the old content after a swap) before the
+	// folder's fsync lets one journal commit cover both.
+	os.Remove(tmp)
+	return errors.Join(err, syncDir(filepath.Dir(target)))
 }
 
 // swapIfUnchanged exchanges tmp and target, and swaps back when what came
 // out is not read. Without an atomic exchange it compares, then renames.
+// The caller fsyncs the folder.
 func swapIfUnchanged(tmp, target string, read []byte) error {
 	if beforeSwap != nil {
 		beforeSwap(target)
@@ -131,23 +135,20 @@ func swapIfUnchanged(tmp, target string, read []byte) error {
 	if err != nil {
 		return notWritable(err)
 	}
-	if !sameContent(tmp, read) {
-		if err := exchangeFiles(tmp, target); err != nil {
-			return fmt.Errorf("restoring the file written since it was read: %w", err)
-		}
-		return errors.Join(ErrConflict, syncDir(filepath.Dir(target)))
+	if sameContent(tmp, read) {
+		return nil
 	}
-	return syncDir(filepath.Dir(target))
+	if err := exchangeFiles(tmp, target); err != nil {
+		return fmt.Errorf("restoring the file written since it was read: %w", err)
+	}
+	return ErrConflict
 }
 
 func renameIfUnchanged(tmp, target string, read []byte) error {
 	if !sameContent(target, read) {
 		return ErrConflict
 	}
-	if err := os.Rename(tmp, target); err != nil {
-		return notWritable(err)
-	}
-	return syncDir(filepath.Dir(target))
+	return notWritable(os.Rename(tmp, target))
 }
 
 // sameContent reports whether the file at path holds exactly want.
@@ -164,6 +165,9 @@ func sameContent(path string, want []byte) bool {
 // notWritable marks permission and read-only filesystem errors with
 // ErrNotWritable.
 func notWritable(err error) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
 		return fmt.Errorf("%w: %w", ErrNotWritable, err)
 	}

@@ -24,7 +24,7 @@ func writeManifest(t *testing.T, dir string, data []byte, mode os.FileMode) stri
 
 // setHook sets a write-back hook for the length of the test. Tests that
 // use it must not run in parallel.
-func setHook[T any](t *testing.T, hook *T, v T) {
+func setHook[T any](t testing.TB, hook *T, v T) {
 	t.Helper()
 	old := *hook
 	*hook = v
