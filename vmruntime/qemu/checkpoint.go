@@ -53,7 +53,12 @@ func (r *Runtime) Save(ctx context.Context, m *vmruntime.Machine, path string) (
 // saveTo writes the migration stream to a temporary file and renames it to
 // path once it is durable. It returns the file's size.
 func saveTo(ctx context.Context, v *vm, path string) (int64, error) {
-	temp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".partial")
+	temp := partialPath(path)
+	// A partial file left by a save that a killed daemon never finished
+	// is useless, and only one save of a VM runs at a time.
+	if err := os.Remove(temp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
 	f, err := os.OpenFile(temp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return 0, err
@@ -71,6 +76,12 @@ func saveTo(ctx context.Context, v *vm, path string) (int64, error) {
 		return 0, err
 	}
 	return size, syncDir(filepath.Dir(path))
+}
+
+// partialPath returns the hidden name a checkpoint for path is written
+// under until it is durable.
+func partialPath(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".partial")
 }
 
 // migrateTo streams the VM's state into f and fsyncs it.

@@ -26,6 +26,10 @@ func TestRealSaveRestoreKeepsMemory(t *testing.T) {
 		t.Fatalf("Pause: %v", err)
 	}
 	checkpoint := filepath.Join(m.StateDir, "checkpoint")
+	// A partial file of an earlier, interrupted save is replaced.
+	if err := os.WriteFile(partialPath(checkpoint), []byte("stale"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	info, err := r.Save(ctx, m, checkpoint)
 	if err != nil {
 		t.Fatalf("Save: %v", err)
