@@ -124,8 +124,16 @@ func TestRealAdoptAfterRestart(t *testing.T) {
 	if err != nil || obs.State != vmruntime.StateRunning {
 		t.Fatalf("Observe adopted = %+v, %v, want Running", obs, err)
 	}
+	// A save that an earlier daemon left unfinished leaves a partial file.
+	partial := partialPath(filepath.Join(m.StateDir, "checkpoint"))
+	if err := os.WriteFile(partial, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := second.Kill(ctx, m.Name); err != nil {
 		t.Fatalf("Kill adopted: %v", err)
+	}
+	if _, err := os.Stat(partial); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("partial checkpoint after Kill: %v, want it removed", err)
 	}
 	if obs, _ := second.Observe(ctx, m.Name); obs.State != vmruntime.StateStopped {
 		t.Errorf("Observe after Kill = %+v, want Stopped", obs)

@@ -144,7 +144,7 @@ func (v *vm) setEnding() {
 }
 
 // release closes the connections of a VM whose process is gone and removes
-// the files that only a live process needs.
+// the files that only a live process needs or writes.
 func (v *vm) release() {
 	v.mu.Lock()
 	mon, conn := v.mon, v.agent
@@ -158,6 +158,12 @@ func (v *vm) release() {
 	}
 	for _, name := range []string{pidFile, qmpSocket, agentSocket} {
 		os.Remove(filepath.Join(v.stateDir, name))
+	}
+	// Only a live QEMU writes a partial checkpoint, so one left in the
+	// state folder, by a daemon killed during a save, is garbage now.
+	partials, _ := filepath.Glob(filepath.Join(v.stateDir, ".*.partial"))
+	for _, partial := range partials {
+		os.Remove(partial)
 	}
 }
 
