@@ -365,3 +365,27 @@ func TestHungSaveIsBounded(t *testing.T) {
 		t.Errorf("Ready = %s", got)
 	}
 }
+
+func TestAdoptListsRunningAndSuspended(t *testing.T) {
+	h := newHarness(t)
+	for _, m := range []manifest{
+		{name: "run", desired: spec.Running},
+		{name: "sus", desired: spec.Suspended},
+		{name: "off", desired: spec.Running},
+	} {
+		h.write(m)
+		h.mustReconcile(m.name)
+	}
+	h.write(manifest{name: "off", desired: spec.Stopped})
+	h.mustReconcile("off")
+
+	h.restart()
+	h.rt.adopted = []string{"run"}
+	keys, err := h.r.Adopt(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"run", "sus"}; !slices.Equal(keys, want) {
+		t.Errorf("adopt = %q, want %q", keys, want)
+	}
+}

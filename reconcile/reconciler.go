@@ -161,10 +161,10 @@ func (r *Reconciler) noteOf(name string) *note {
 }
 
 // Adopt runs once at start. It lets the runtime take over the VMs an
-// earlier daemon left running. It returns their names and those of every VM
-// with a record or a checkpoint in the state folder, for the caller to
-// queue. So a VM whose manifest was removed while the daemon was down is
-// stopped, and its checkpoint moved to the trash.
+// earlier daemon left running, and returns their names and those of the
+// VMs with a checkpoint in the state folder, for the caller to queue. So a
+// VM whose manifest was removed while the daemon was down is stopped, and
+// its checkpoint moved to the trash.
 func (r *Reconciler) Adopt(ctx context.Context) ([]string, error) {
 	keys := make(map[string]bool)
 	if a, ok := r.cfg.Runtime.(vmruntime.Adopter); ok {
@@ -176,29 +176,29 @@ func (r *Reconciler) Adopt(ctx context.Context) ([]string, error) {
 			keys[n] = true
 		}
 	}
-	if err := r.addRecorded(keys); err != nil {
+	if err := r.addSuspended(keys); err != nil {
 		return nil, err
 	}
 	return sortedKeys(keys), nil
 }
 
-// addRecorded adds the names of VM folders that hold a record or a
-// checkpoint.
-func (r *Reconciler) addRecorded(keys map[string]bool) error {
+// addSuspended adds the names of VM folders that hold a checkpoint or a
+// temp checkpoint.
+func (r *Reconciler) addSuspended(keys map[string]bool) error {
 	entries, err := os.ReadDir(filepath.Join(r.cfg.StateDir, "vms"))
 	if err != nil {
 		return fmt.Errorf("adopting VMs: %w", err)
 	}
 	for _, e := range entries {
-		if e.IsDir() && r.hasState(e.Name()) {
+		if e.IsDir() && r.hasCheckpoint(e.Name()) {
 			keys[e.Name()] = true
 		}
 	}
 	return nil
 }
 
-func (r *Reconciler) hasState(name string) bool {
-	for _, f := range []string{recordFile, checkpointFile, checkpointTempFile} {
+func (r *Reconciler) hasCheckpoint(name string) bool {
+	for _, f := range []string{checkpointFile, checkpointTempFile} {
 		if _, err := os.Lstat(filepath.Join(r.vmDir(name), f)); err == nil {
 			return true
 		}
