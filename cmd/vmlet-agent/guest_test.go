@@ -291,6 +291,14 @@ func TestGuestLifecycle(t *testing.T) {
 		t.Errorf("boot id = %q, want the hello's %q", got, hello.BootID)
 	}
 
+	// A new daemon adopting the VM connects again: the agent keeps reading
+	// the port across the hangup and answers a new handshake.
+	c.Close()
+	c, rehello := v.connect(t, ctx, diskAtData)
+	if rehello.BootID != hello.BootID {
+		t.Errorf("boot id after reconnecting = %q, want %q", rehello.BootID, hello.BootID)
+	}
+
 	// A mounted ext4 always has needs_recovery set on disk: this is the
 	// negative control for the check after Quiesce.
 	if f := superblockFeatures(t, v.disk); !strings.Contains(f, "needs_recovery") {
