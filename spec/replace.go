@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -215,29 +216,68 @@ func (e *editor) indentUnit() int {
 }
 
 // statusNode returns the status as a YAML node tree in block style, with
-// the members in the order of the Go type.
+// the members in the order of the Go type. It goes through the status's
+// JSON, so that the custom encodings of its fields (times, quantities)
+// apply.
 func statusNode(st *Status) (*yaml.Node, error) {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return nil, fmt.Errorf("encoding status: %w", err)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	node, err := jsonNode(dec)
+	if err != nil {
 		return nil, fmt.Errorf("encoding status: %w", err)
 	}
-	node := doc.Content[0]
-	plainStyle(node)
 	return node, nil
 }
 
-func plainStyle(n *yaml.Node) {
-	n.Style = 0
-	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "\n") {
-		n.Style = yaml.LiteralStyle
+// jsonNode reads one JSON value from dec as a YAML node, keeping the order
+// of object members.
+func jsonNode(dec *json.Decoder) (*yaml.Node, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
 	}
-	for _, c := range n.Content {
-		plainStyle(c)
+	switch v := tok.(type) {
+	case json.Delim:
+		return jsonCollection(dec, v)
+	case string:
+		style := yaml.Style(0)
+		if strings.Contains(v, "\n") {
+			style = yaml.LiteralStyle
+		}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: style}, nil
+	case json.Number:
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: v.String()}, nil
+	case bool:
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(v)}, nil
 	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}, nil
+}
+
+func jsonCollection(dec *json.Decoder, open json.Delim) (*yaml.Node, error) {
+	n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	if open == '[' {
+		n = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+	}
+	for dec.More() {
+		if open == '{' {
+			key, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key.(string)})
+		}
+		child, err := jsonNode(dec)
+		if err != nil {
+			return nil, err
+		}
+		n.Content = append(n.Content, child)
+	}
+	_, err := dec.Token() // the closing delimiter
+	return n, err
 }
 
 func (e *editor) flowStatus(i int, st *Status) ([]byte, error) {
