@@ -27,6 +27,10 @@ type decoder struct {
 	// report them again as missing.
 	bad map[string]bool
 	buf []byte // the JSON written so far
+
+	// keyIndex maps each large mapping to the keys seen so far in it, each
+	// to its first node.
+	keyIndex map[*yaml.Node]map[string]*yaml.Node
 }
 
 func (d *decoder) fail(line int, field, format string, args ...any) {
@@ -101,10 +105,9 @@ func (d *decoder) mapping(n *yaml.Node, s *schema, path string) bool {
 	}
 	d.buf = append(d.buf, '{')
 	empty := len(d.buf)
-	seen := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
-		name, ok := d.key(key, seen, path)
+		name, ok := d.key(n, i, path)
 		if !ok {
 			continue
 		}
@@ -150,9 +153,10 @@ func (d *decoder) unknown(name string, s *schema, path string, line int) {
 	d.fail(line, path, "unknown field (did you mean %q?)", known)
 }
 
-// key returns the text of a mapping key, reporting keys that are not plain
-// text, merge keys and duplicates.
-func (d *decoder) key(key *yaml.Node, seen map[string]int, path string) (string, bool) {
+// key returns the text of the key at index i of mapping m, reporting keys
+// that are not plain text, merge keys and duplicates.
+func (d *decoder) key(m *yaml.Node, i int, path string) (string, bool) {
+	key := m.Content[i]
 	if key.Kind != yaml.ScalarNode {
 		d.fail(key.Line, path, "a key must be text, not a %s", nodeKindName(key))
 		return "", false
@@ -161,12 +165,40 @@ func (d *decoder) key(key *yaml.Node, seen map[string]int, path string) (string,
 		d.fail(key.Line, join(path, "<<"), "merge keys are not supported")
 		return "", false
 	}
-	if first, dup := seen[key.Value]; dup {
-		d.fail(key.Line, join(path, key.Value), "duplicate key (first at line %d)", first)
+	if first := d.earlierKey(m, i); first != nil {
+		d.fail(key.Line, join(path, key.Value), "duplicate key (first at line %d)", first.Line)
 		return "", false
 	}
-	seen[key.Value] = key.Line
 	return key.Value, true
+}
+
+// earlierKey returns the first key before index i of mapping m with the
+// same text as the key at i, or nil. Mappings of more than a few keys (a
+// long list of labels) get an index of their keys, built once.
+func (d *decoder) earlierKey(m *yaml.Node, i int) *yaml.Node {
+	text := m.Content[i].Value
+	if len(m.Content) <= 32 {
+		for j := 0; j < i; j += 2 {
+			if m.Content[j].Value == text {
+				return m.Content[j]
+			}
+		}
+		return nil
+	}
+	if d.keyIndex == nil {
+		d.keyIndex = map[*yaml.Node]map[string]*yaml.Node{}
+	}
+	index := d.keyIndex[m]
+	if index == nil {
+		index = map[string]*yaml.Node{}
+		d.keyIndex[m] = index
+	}
+	first, ok := index[text]
+	if !ok {
+		index[text] = m.Content[i]
+		return nil
+	}
+	return first
 }
 
 // list appends a list as a JSON array; an item with a problem is null.

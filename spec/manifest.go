@@ -223,7 +223,7 @@ func lookup(m *yaml.Node, key string) *yaml.Node {
 func (m *Manifest) decode(root *yaml.Node) {
 	loadSchemas()
 	m.Status, m.Warnings = decodeStatus(m.Path, root)
-	d := &decoder{file: m.Path, lines: map[string]int{}, bad: map[string]bool{}}
+	d := &decoder{file: m.Path, lines: make(map[string]int, 32), bad: map[string]bool{}}
 	d.mapping(withoutStatus(root), vmSchema, "")
 	vm, err := decodeJSON(d.buf)
 	if err != nil {
@@ -278,7 +278,7 @@ func decodeStatus(path string, root *yaml.Node) (*Status, ErrorList) {
 	if n == nil {
 		return nil, nil
 	}
-	d := &decoder{file: path, lines: map[string]int{}}
+	d := &decoder{file: path, lines: make(map[string]int, 32)}
 	if !d.value(n, statusSchema, "status") || len(d.errs) > 0 {
 		return nil, asWarnings(d.errs)
 	}

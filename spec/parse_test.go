@@ -420,3 +420,18 @@ func TestParseCachedMatchesFresh(t *testing.T) {
 		t.Error("a cached parse differs from a fresh one")
 	}
 }
+
+func TestParseDuplicateInLargeMapping(t *testing.T) {
+	var labels strings.Builder
+	labels.WriteString("  labels:\n    dup: a\n")
+	for i := range 40 {
+		labels.WriteString("    k" + strconv.Itoa(i) + ": {}\n")
+	}
+	labels.WriteString("    dup: b\n")
+	data := edit(t, "  name: builder\n", "  name: builder\n"+labels.String())
+	want := "vm.yaml:47: metadata.labels.dup: duplicate key (first at line 6)"
+	got := errorLines(Parse("vm.yaml", []byte(data)))
+	if len(got) == 0 || got[len(got)-1] != want {
+		t.Errorf("errors = %q, want last %q", got, want)
+	}
+}

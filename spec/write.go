@@ -275,7 +275,7 @@ func ReadStatusFile(path string) (*Status, error) {
 		return nil, fmt.Errorf("reading status file: %w", err)
 	}
 	loadSchemas()
-	d := &decoder{file: path, lines: map[string]int{}}
+	d := &decoder{file: path, lines: make(map[string]int, 32)}
 	d.value(root, statusSchema, "status")
 	if len(d.errs) > 0 {
 		return nil, fmt.Errorf("reading status file: %w", d.errs)
