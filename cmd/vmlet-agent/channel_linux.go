@@ -39,9 +39,9 @@ func serveChannel(ctx context.Context, ch channel, h agent.Handler) error {
 	return serveVsock(ctx, ch.VsockPort, h)
 }
 
-// serveSerial serves h on the virtio-serial port. The port is never closed
-// by the host's going away, so the agent keeps reading it; it opens the
-// port again only after an error.
+// serveSerial serves h on the virtio-serial port. A host that goes away
+// does not close the port, so the agent keeps reading it and opens it again
+// only after an error.
 func serveSerial(ctx context.Context, h agent.Handler) error {
 	log := logr.FromContextOrDiscard(ctx)
 	for ctx.Err() == nil {

@@ -73,9 +73,8 @@ var pseudoMounts = []struct {
 	{"/tmp", "tmpfs", "mode=1777", unix.MS_NOSUID | unix.MS_NODEV},
 }
 
-// mountPseudo mounts /proc, /sys, /dev, /dev/pts, /run and /tmp. A target
-// already mounted, as /dev is when the kernel mounts devtmpfs itself, is
-// left alone.
+// mountPseudo mounts /proc, /sys, /dev, /dev/pts, /run and /tmp. EBUSY, a
+// filesystem already mounted there, is not an error.
 func mountPseudo() error {
 	var errs []error
 	for _, m := range pseudoMounts {
