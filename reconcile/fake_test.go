@@ -61,9 +61,10 @@ type fakeRuntime struct {
 	mu       sync.Mutex
 	vms      map[string]*fakeVM
 	calls    []string
-	unlocked []string         // lifecycle calls made without the host lock
-	failures map[string]error // "Save web": the next such call fails
-	hangs    map[string]bool  // "Connect web": the next such call blocks until ctx ends
+	unlocked []string                 // lifecycle calls made without the host lock
+	failures map[string]error         // "Save web": the next such call fails
+	hangs    map[string]bool          // "Connect web": the next such call blocks until ctx ends
+	gates    map[string]chan struct{} // "Boot web": the next such call waits for the channel to close
 
 	notSuspendable error
 	incompatible   error
@@ -82,6 +83,7 @@ func newFakeRuntime(lock *fakeLocker) *fakeRuntime {
 		vms:      make(map[string]*fakeVM),
 		failures: make(map[string]error),
 		hangs:    make(map[string]bool),
+		gates:    make(map[string]chan struct{}),
 	}
 }
 
@@ -97,7 +99,12 @@ func (f *fakeRuntime) call(ctx context.Context, op, name string, lifecycle bool)
 	delete(f.failures, key)
 	hang := f.hangs[key]
 	delete(f.hangs, key)
+	gate := f.gates[key]
+	delete(f.gates, key)
 	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	if hang {
 		<-ctx.Done()
 		return ctx.Err()
@@ -115,6 +122,16 @@ func (f *fakeRuntime) hangNext(op, name string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.hangs[op+" "+name] = true
+}
+
+// gateNext makes the next op on name wait until the returned channel is
+// closed.
+func (f *fakeRuntime) gateNext(op, name string) chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	gate := make(chan struct{})
+	f.gates[op+" "+name] = gate
+	return gate
 }
 
 // takeCalls returns the calls recorded so far and clears them.

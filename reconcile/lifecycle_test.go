@@ -389,3 +389,84 @@ func TestAdoptListsRunningAndSuspended(t *testing.T) {
 		t.Errorf("adopt = %q, want %q", keys, want)
 	}
 }
+
+func TestSlowTransitionShowsPhase(t *testing.T) {
+	tests := []struct {
+		name     string
+		observed spec.DesiredState
+		desired  spec.DesiredState
+		op       string
+		between  spec.Phase
+		final    spec.Phase
+	}{
+		{name: "boot", observed: spec.Stopped, desired: spec.Running, op: "Boot", between: spec.PhaseStarting, final: spec.PhaseRunning},
+		{name: "suspend", observed: spec.Running, desired: spec.Suspended, op: "Save", between: spec.PhaseSuspending, final: spec.PhaseSuspended},
+		{name: "resume", observed: spec.Suspended, desired: spec.Running, op: "Restore", between: spec.PhaseResuming, final: spec.PhaseRunning},
+		{name: "stop", observed: spec.Running, desired: spec.Stopped, op: "Stop", between: spec.PhaseStopping, final: spec.PhaseStopped},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			path := bring(h, tt.observed, false)
+			h.write(manifest{name: "web", desired: tt.desired})
+			gate := h.rt.gateNext(tt.op, "web")
+
+			done := make(chan error, 1)
+			go func() {
+				_, err := h.r.Reconcile(t.Context(), "web")
+				done <- err
+			}()
+			waitFor(t, h.clock.HasWaiters)
+			h.clock.Step(progressDelay)
+			waitFor(t, func() bool { return phaseIn(path) == tt.between })
+			if got := condition(h.status(path), "Ready"); got != "False/"+string(tt.between) {
+				t.Errorf("Ready while in between = %s", got)
+			}
+
+			close(gate)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got := h.status(path).Phase; got != tt.final {
+				t.Errorf("final phase = %s, want %s", got, tt.final)
+			}
+			h.rt.takeCalls()
+			checkIdle(t, h, path)
+		})
+	}
+}
+
+func TestProgressTimerStopped(t *testing.T) {
+	h := newHarness(t)
+	path := h.write(manifest{name: "web", desired: spec.Running})
+	h.mustReconcile("web")
+	if h.clock.HasWaiters() {
+		t.Error("the in-between timer outlived the transition")
+	}
+	if got := h.status(path).Phase; got != spec.PhaseRunning {
+		t.Errorf("phase = %s, want Running", got)
+	}
+}
+
+// phaseIn returns the phase in the manifest at path, or "" when it cannot
+// be read.
+func phaseIn(path string) spec.Phase {
+	m, err := spec.Load(path)
+	if err != nil || m.Status == nil {
+		return ""
+	}
+	return m.Status.Phase
+}
+
+// waitFor polls cond until it holds. The bound only stops a broken test
+// from hanging; a passing one waits milliseconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition did not hold within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

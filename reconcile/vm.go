@@ -189,7 +189,9 @@ func (r *Reconciler) step(ctx context.Context, log logr.Logger, a action, s situ
 	from, to := string(s.state()), string(targetState(a, s))
 	log.V(1).Info("Decided", "action", string(a), "desired", string(t.desired))
 	start := r.cfg.Clock.Now()
+	p := r.startProgress(log, v.name, t, a)
 	n, err := r.run(ctx, a, v, t)
+	p.finish()
 	if !a.isRepair() {
 		r.setNote(v.name, n)
 	}
