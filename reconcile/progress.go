@@ -18,11 +18,11 @@ const progressDelay = time.Second
 
 // progressPhases maps the slow transitions to their in-between phases.
 var progressPhases = map[action]spec.Phase{
-	actBoot:     spec.PhaseStarting,
-	actPrewarm:  spec.PhaseStarting,
-	actRestore:  spec.PhaseResuming,
-	actSuspend:  spec.PhaseSuspending,
-	actStop:     spec.PhaseStopping,
+	actBoot:    spec.PhaseStarting,
+	actPrewarm: spec.PhaseStarting,
+	actRestore: spec.PhaseResuming,
+	actSuspend: spec.PhaseSuspending,
+	actStop:    spec.PhaseStopping,
 }
 
 var progressMessages = map[spec.Phase]string{
