@@ -40,7 +40,7 @@ type Options struct {
 	// NewRuntime builds the backend over the absolute state folder once the
 	// daemon holds its lock.
 	NewRuntime func(stateDir string) (vmruntime.Runtime, error)
-	// StatusMode says where status goes.
+	// StatusMode selects where status is written.
 	StatusMode reconcile.StatusMode
 	// Resync and Debounce configure the watcher; zero means the default.
 	Resync   time.Duration
@@ -56,11 +56,11 @@ type Options struct {
 	Clock clock.WithTickerAndDelayedExecution
 }
 
-// Run is the daemon. It locks the state folder (failing at once, with the
-// holder's pid, when another daemon has it), adopts the VMs an earlier
-// daemon left running, reads the manifest folder, queues every VM, and
-// then watches the folder, reconciles one VM at a time, serves the local
-// API and purges the trash until ctx ends. It then lets the transition in
+// Run is the daemon. It locks the state folder, and fails at once with the
+// holder's pid when another daemon has it. It adopts the VMs an earlier
+// daemon left running, reads the manifest folder and queues every VM. Then
+// it watches the folder, reconciles one VM at a time, serves the local API
+// and purges the trash until ctx ends. At the end it lets the transition in
 // flight finish, leaves every VM as it is, and returns nil.
 func Run(ctx context.Context, opts Options) error {
 	opts, err := opts.withDefaults()
