@@ -587,3 +587,36 @@ func TestGuestShare9p(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestGuestPowerButton(t *testing.T) {
+	qemu := requireTool(t, "qemu-system-x86_64")
+	image := guestImage(t)
+	dir := newGuestDir(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*guestTimeout)
+	defer cancel()
+
+	v := startVM(t, qemu, image, dir, "")
+	c, _ := v.connect(t, ctx, diskAtData)
+	guestRun(t, ctx, c, "sh", "-c", "echo before-powerdown > /data/token")
+
+	q, err := dialQMP(ctx, filepath.Join(dir, "qmp.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.conn.Close()
+	if _, err := q.execute("system_powerdown", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.waitExit(ctx); err != nil {
+		t.Fatalf("%v\nconsole:\n%s", err, v.console())
+	}
+	if !strings.Contains(v.console(), "Power button pressed") {
+		t.Errorf("console has no power button line, so the guest did not power off by itself:\n%s", v.console())
+	}
+	if out, err := fsck(t, v.disk); err != nil {
+		t.Errorf("e2fsck -fn after ACPI power-down: %v\n%s", err, out)
+	}
+	if f := superblockFeatures(t, v.disk); strings.Contains(f, "needs_recovery") {
+		t.Errorf("after ACPI power-down: %s; want a cleanly unmounted filesystem", f)
+	}
+}

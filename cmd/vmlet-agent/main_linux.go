@@ -15,11 +15,13 @@ func main() {
 		[]slog.Attr{slog.String("component", "vmlet-agent")}))
 	ctx := logr.NewContext(context.Background(), log)
 
+	g := &guest{}
 	pid1 := os.Getpid() == 1
 	if pid1 {
 		initSystem(ctx)
+		watchPowerButtons(ctx, g)
 	}
-	err := run(ctx)
+	err := run(ctx, g)
 	if err != nil {
 		log.Error(err, "Agent stopped")
 	}
@@ -31,8 +33,8 @@ func main() {
 	select {}
 }
 
-// run reads the channel from the kernel command line and serves there.
-func run(ctx context.Context) error {
+// run reads the channel from the kernel command line and serves g there.
+func run(ctx context.Context, g *guest) error {
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return fmt.Errorf("reading kernel command line: %w", err)
@@ -45,5 +47,5 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return serveChannel(ctx, ch, &guest{})
+	return serveChannel(ctx, ch, g)
 }

@@ -9,12 +9,14 @@ import (
 // modules.dep lists them. A module built into the kernel or absent from it
 // is skipped: Debian's cloud kernel builds ext4 in and has no 9p. crc32c
 // comes before ext4 because ext4 needs it but modules.dep does not say so.
+// button and evdev let the agent read the ACPI power button.
 var wantedModules = []string{
 	"crc32c_generic", "crc32c-intel", "ext4",
 	"virtio_pci", "virtio_blk", "virtio_console", "virtio_net",
 	"9pnet_virtio", "9p",
 	"vmw_vsock_virtio_transport",
 	"fuse", "virtiofs",
+	"button", "evdev",
 }
 
 // availableModules returns the names in wanted that modules.dep (its text

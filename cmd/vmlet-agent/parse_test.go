@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"slices"
 	"strings"
@@ -132,5 +133,34 @@ func TestAvailableModules(t *testing.T) {
 	want := []string{"crc32c-intel", "virtio_pci", "vmw_vsock_virtio_transport", "virtiofs"}
 	if !slices.Equal(got, want) {
 		t.Errorf("availableModules = %q, want %q", got, want)
+	}
+}
+
+func TestIsPowerPress(t *testing.T) {
+	event := func(typ, code uint16, value int32) []byte {
+		ev := make([]byte, inputEventSize)
+		binary.LittleEndian.PutUint16(ev[16:], typ)
+		binary.LittleEndian.PutUint16(ev[18:], code)
+		binary.LittleEndian.PutUint32(ev[20:], uint32(value))
+		return ev
+	}
+	tests := []struct {
+		name string
+		ev   []byte
+		want bool
+	}{
+		{name: "power press", ev: event(evKey, keyPower, 1), want: true},
+		{name: "power release", ev: event(evKey, keyPower, 0)},
+		{name: "power repeat", ev: event(evKey, keyPower, 2)},
+		{name: "other key", ev: event(evKey, 115, 1)},
+		{name: "sync event", ev: event(0, 0, 0)},
+		{name: "short", ev: event(evKey, keyPower, 1)[:20]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := isPowerPress(tt.ev); got != tt.want {
+				t.Errorf("isPowerPress = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
