@@ -92,6 +92,10 @@ type memo struct {
 	stateLoaded bool
 	// logged is the last manifest error logged, so it is logged once.
 	logged string
+	// target was derived from the manifest targetOf, which the catalog
+	// hands out again for as long as the file is unchanged.
+	target   *target
+	targetOf *spec.Manifest
 }
 
 // New checks cfg, fills in its defaults, creates the state folder's vms

@@ -27,7 +27,28 @@ type target struct {
 	readyTimeout time.Duration
 }
 
-func (r *Reconciler) targetFor(m *spec.Manifest) *target {
+// targetFor derives what m asks for, once per parse of m's file: the
+// machine and the two hashes cost more than the rest of a reconcile that
+// has nothing to do.
+func (r *Reconciler) targetFor(name string, m *spec.Manifest) *target {
+	r.mu.Lock()
+	mm := r.memoLocked(name)
+	if m != nil && mm.targetOf == m {
+		t := *mm.target
+		r.mu.Unlock()
+		return &t
+	}
+	r.mu.Unlock()
+
+	t := r.deriveTarget(m)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cached := *t
+	mm.target, mm.targetOf = &cached, m
+	return t
+}
+
+func (r *Reconciler) deriveTarget(m *spec.Manifest) *target {
 	t := &target{m: m}
 	if m == nil || m.Err != nil || m.VM == nil {
 		return t
@@ -138,7 +159,7 @@ func (r *Reconciler) notSuspendable(m *vmruntime.Machine) string {
 // status of the VM called name.
 func (r *Reconciler) reconcileVM(ctx context.Context, name string, m *spec.Manifest) (Result, error) {
 	log := logr.FromContextOrDiscard(ctx)
-	t := r.targetFor(m)
+	t := r.targetFor(name, m)
 	var res Result
 	// settled is the last view when no step followed it, so publish can
 	// use it instead of observing again.
