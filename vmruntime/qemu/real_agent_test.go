@@ -117,6 +117,31 @@ func TestRealAgentSuspendResume(t *testing.T) {
 	if out, err := exec.Command("e2fsck", "-fn", m.Disks[0].Path).CombinedOutput(); err != nil {
 		t.Errorf("e2fsck -fn: %v\n%s", err, out)
 	}
+	checkColdBoot(t, r, m, hello.BootID, token)
+}
+
+// checkColdBoot is the negative control of the memory checks: after a cold
+// boot the boot id differs and the token in guest memory is gone, while
+// the one on the disk stays.
+func checkColdBoot(t *testing.T, r *Runtime, m *vmruntime.Machine, bootID, token string) {
+	t.Helper()
+	ctx := withTimeout(t, 3*time.Minute)
+	if err := r.Boot(ctx, m); err != nil {
+		t.Fatalf("Boot again: %v", err)
+	}
+	hello, err := r.Connect(ctx, m)
+	if err != nil {
+		t.Fatalf("Connect after a cold boot: %v", err)
+	}
+	if hello.BootID == bootID {
+		t.Errorf("boot id %q unchanged by a cold boot", bootID)
+	}
+	if got := guestRun(t, r, m.Name, "cat /tmp/token 2>/dev/null || true"); got != "" {
+		t.Errorf("token in guest memory after a cold boot = %q, want none", got)
+	}
+	if got := guestRun(t, r, m.Name, "cat /mnt/data/token"); got != token {
+		t.Errorf("token on the disk after a cold boot = %q, want %q", got, token)
+	}
 }
 
 // suspend quiesces, pauses, saves and kills the VM, as the reconciler does.
