@@ -26,11 +26,16 @@ var mkfsArgs = []string{"-q"}
 // Configure formats the blank disks and mounts the disks and shares at the
 // mount paths cfg specifies. It is idempotent because after a restore the
 // host sends the same cfg again: a mount already in place is left alone.
+// It first thaws what an earlier Quiesce froze, since a handshake starts a
+// new connection, and a host that died after Quiesce never sent the Thaw.
 // It tries every disk and share and returns all errors.
 func (g *guest) Configure(ctx context.Context, cfg vmruntime.GuestConfig) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 
+	if err := g.thaw(); err != nil {
+		return err
+	}
 	mounts, err := readMounts()
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
@@ -36,7 +37,15 @@ type guest struct {
 	mu sync.Mutex
 	// frozen lists the mount points Quiesce froze, for Thaw to thaw.
 	frozen []string
+	// autoThaw thaws the frozen mounts when no Thaw came in time.
+	autoThaw *time.Timer
 }
+
+// freezeLimit is how long filesystems stay frozen without a Thaw. A host
+// suspends right after Quiesce and pauses the guest, whose clock then
+// stops, so only a host that died between the two leaves the guest frozen
+// this long, and its writes would otherwise hang for good.
+const freezeLimit = time.Minute
 
 var _ agent.Handler = (*guest)(nil)
 
@@ -75,7 +84,24 @@ func (g *guest) Quiesce(ctx context.Context) error {
 		}
 		g.frozen = append(g.frozen, m.Point)
 	}
+	g.startAutoThaw(logr.FromContextOrDiscard(ctx))
 	return nil
+}
+
+// startAutoThaw arms the timer that thaws after freezeLimit. The caller
+// holds g.mu.
+func (g *guest) startAutoThaw(log logr.Logger) {
+	if g.autoThaw != nil || len(g.frozen) == 0 {
+		return
+	}
+	g.autoThaw = time.AfterFunc(freezeLimit, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		log.Info("No thaw after quiesce, thawing", "limit", freezeLimit.String(), "mountPoints", g.frozen)
+		if err := g.thaw(); err != nil {
+			log.Error(err, "Thawing after the freeze limit")
+		}
+	})
 }
 
 // Thaw thaws the filesystems Quiesce froze.
@@ -88,6 +114,10 @@ func (g *guest) Thaw(ctx context.Context) error {
 // thaw thaws the frozen mount points. A mount that is not frozen (EINVAL)
 // is fine. The caller holds g.mu.
 func (g *guest) thaw() error {
+	if g.autoThaw != nil {
+		g.autoThaw.Stop()
+		g.autoThaw = nil
+	}
 	var errs []error
 	for _, point := range g.frozen {
 		if err := freeze(point, ioctlFITHAW); err != nil && !errors.Is(err, unix.EINVAL) {

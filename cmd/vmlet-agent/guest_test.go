@@ -326,6 +326,17 @@ func TestGuestLifecycle(t *testing.T) {
 	}
 	guestRun(t, ctx, c, "sh", "-c", "echo after-thaw > /data/thawed && sync")
 
+	// A host that dies after Quiesce never sends Thaw: the handshake of
+	// the next connection thaws.
+	if err := c.Quiesce(ctx); err != nil {
+		t.Fatalf("second Quiesce: %v", err)
+	}
+	c.Close()
+	c, _ = v.connect(t, ctx, diskAtData)
+	writeCtx, cancelWrite = context.WithTimeout(ctx, 20*time.Second)
+	guestRun(t, writeCtx, c, "sh", "-c", "echo after-reconnect > /data/reconnected && sync")
+	cancelWrite()
+
 	res, err = c.Exec(ctx, []string{"sh", "-c", "echo oops >&2; exit 7"}, nil)
 	if err != nil || res.ExitCode != 7 || string(res.Stderr) != "oops\n" {
 		t.Errorf("Exec exit 7: result %+v, err %v; want exit code 7 and stderr %q", res, err, "oops\n")
