@@ -75,7 +75,11 @@ func saveTo(ctx context.Context, v *vm, path string) (int64, error) {
 		os.Remove(temp)
 		return 0, err
 	}
-	return size, syncDir(filepath.Dir(path))
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		os.Remove(path)
+		return 0, err
+	}
+	return size, nil
 }
 
 // partialPath returns the hidden name a checkpoint for path is written
@@ -98,7 +102,7 @@ func migrateTo(ctx context.Context, v *vm, f *os.File) (int64, error) {
 		return 0, err
 	}
 	if err := v.execute(ctx, "migrate", map[string]string{"uri": "fd:" + fdName}, nil); err != nil {
-		v.execute(context.WithoutCancel(ctx), "closefd", map[string]string{"fdname": fdName}, nil)
+		closeFD(v)
 		return 0, err
 	}
 	if err := awaitMigration(ctx, v, f); err != nil {
@@ -112,6 +116,13 @@ func migrateTo(ctx context.Context, v *vm, f *os.File) (int64, error) {
 		return 0, err
 	}
 	return info.Size(), nil
+}
+
+// closeFD drops the descriptor a failed migrate command left with QEMU.
+func closeFD(v *vm) {
+	ctx, cancel := context.WithTimeout(context.Background(), quitTimeout)
+	defer cancel()
+	v.execute(ctx, "closefd", map[string]string{"fdname": fdName}, nil)
 }
 
 // migrationInfo is the part of query-migrate's reply that Save reads.

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -275,5 +276,59 @@ func TestRealBootTooDeepStateDir(t *testing.T) {
 	}
 	if _, err := os.Stat(m.StateDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state folder created anyway: %v", err)
+	}
+}
+
+// TestRealMigrationTimeoutCancels throttles a migration to 1 MB/s so that
+// its context ends first, and checks that the migration is cancelled and
+// the guest can run on.
+func TestRealMigrationTimeoutCancels(t *testing.T) {
+	r := newRealRuntime(t)
+	kernel, initrd := testKernel(t), buildCounterInitrd(t)
+	m := counterMachine(t, t.TempDir(), "slow", kernel, initrd)
+	killOnCleanup(t, r, m.Name)
+
+	if err := r.Boot(withTimeout(t, time.Minute), m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	last := awaitTick(t, m, 1)
+	ctx := withTimeout(t, time.Minute)
+	if err := r.Pause(ctx, m.Name); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	v := r.lookup(m.Name)
+	f, err := os.Create(filepath.Join(t.TempDir(), "slow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mon, err := v.monitor(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustQMP(t, v.execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": 1 << 20}, nil))
+	mustQMP(t, mon.executeWithFile(ctx, "getfd", map[string]string{"fdname": fdName}, nil, f))
+	mustQMP(t, v.execute(ctx, "migrate", map[string]string{"uri": "fd:" + fdName}, nil))
+
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := awaitMigration(short, v, f); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("awaitMigration = %v, want DeadlineExceeded", err)
+	}
+	var info migrationInfo
+	mustQMP(t, v.execute(ctx, "query-migrate", nil, &info))
+	if info.Status != "cancelled" {
+		t.Errorf("migration status after the timeout = %q, want cancelled", info.Status)
+	}
+	if err := r.Resume(ctx, m.Name); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	awaitTick(t, m, last+2)
+}
+
+func mustQMP(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }
