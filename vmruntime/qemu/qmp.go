@@ -36,6 +36,9 @@ type qmpMessage struct {
 	ID       *uint64         `json:"id"`
 }
 
+// errInvalidMessage marks a line from QEMU that is not a JSON object.
+var errInvalidMessage = errors.New("invalid qmp message")
+
 type qmpRequest struct {
 	Execute   string `json:"execute"`
 	Arguments any    `json:"arguments,omitempty"`
@@ -143,10 +146,14 @@ func (m *monitor) send(req qmpRequest, file *os.File) error {
 	return err
 }
 
-// awaitReply reads until the reply to id, skipping events and stale replies.
+// awaitReply reads until the reply to id, skipping events, stale replies
+// and the rest of a line that a timed-out read cut.
 func (m *monitor) awaitReply(id uint64) (qmpMessage, error) {
 	for {
 		msg, err := m.readMessage()
+		if errors.Is(err, errInvalidMessage) {
+			continue
+		}
 		if err != nil {
 			return msg, err
 		}
@@ -164,7 +171,7 @@ func (m *monitor) readMessage() (qmpMessage, error) {
 		return msg, err
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(line), &msg); err != nil {
-		return msg, fmt.Errorf("invalid qmp message %q: %w", line, err)
+		return msg, fmt.Errorf("%w %q: %w", errInvalidMessage, line, err)
 	}
 	return msg, nil
 }
@@ -184,12 +191,21 @@ func decodeReply(command string, reply qmpMessage, out any) error {
 }
 
 // bound applies ctx's deadline and cancellation to the connection until the
-// returned function is called.
+// returned function is called. That function waits for a cancellation in
+// flight, so that it cannot cut short the next command.
 func (m *monitor) bound(ctx context.Context) func() {
 	deadline, _ := ctx.Deadline()
 	m.conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { m.conn.SetDeadline(time.Unix(1, 0)) })
-	return func() { stop() }
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		m.conn.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	return func() {
+		if !stop() {
+			<-fired
+		}
+	}
 }
 
 // ctxErr prefers the context's error over the I/O error it caused. The

@@ -222,3 +222,20 @@ func TestMonitorRejectsMissingGreeting(t *testing.T) {
 		t.Fatal("newMonitor accepted a stream without a greeting")
 	}
 }
+
+func TestMonitorSkipsTornLine(t *testing.T) {
+	mon, _ := startFakeQMP(t, map[string]string{
+		"query-status": `"return": {"status": "paused"}`,
+	}, map[string][]string{
+		"query-status": {`"status": "running"}, "id": 1}`},
+	})
+	var reply struct {
+		Status string `json:"status"`
+	}
+	if err := mon.execute(t.Context(), "query-status", nil, &reply); err != nil {
+		t.Fatalf("execute after a torn line: %v", err)
+	}
+	if reply.Status != "paused" {
+		t.Errorf("status = %q, want paused", reply.Status)
+	}
+}
