@@ -26,7 +26,7 @@ func newConverged(b *testing.B, n int) *converged {
 		b.Fatal(err)
 	}
 	for i := range n {
-		m := manifest{name: fmt.Sprintf("vm-%05d", i), desired: spec.Running}
+		m := manifest{name: fmt.Sprintf("vm-%05d", i), desired: spec.Running, ready: "60s"}
 		if err := os.WriteFile(filepath.Join(c.dir, m.name+".yaml"), []byte(m.text()), 0o644); err != nil {
 			b.Fatal(err)
 		}

@@ -360,6 +360,7 @@ type manifest struct {
 	cpus    int
 	disk    bool   // a disk, disk.img in the manifest folder
 	noAgent bool   // no agent section
+	ready   string // agent.readyTimeout; default 200ms, short for the tests of a hung agent
 	extra   string // appended to the spec
 }
 
@@ -372,7 +373,11 @@ func (m manifest) text() string {
 		b.WriteString("  disks:\n    - path: disk.img\n")
 	}
 	if !m.noAgent {
-		b.WriteString("  agent:\n    port: 5000\n    readyTimeout: 200ms\n")
+		ready := m.ready
+		if ready == "" {
+			ready = "200ms"
+		}
+		fmt.Fprintf(&b, "  agent:\n    port: 5000\n    readyTimeout: %s\n", ready)
 	}
 	b.WriteString(m.extra)
 	return b.String()
