@@ -31,7 +31,7 @@ const bootIDFile = "/proc/sys/kernel/random/boot_id"
 
 // guest carries out the agent's operations in this Linux guest. It
 // implements agent.Handler. Configure, Quiesce, Thaw and Shutdown run one
-// at a time, also across vsock connections; Exec runs beside them, so a
+// at a time, also across vsock connections. Exec runs beside them, so a
 // command blocked on a frozen filesystem cannot hold up Thaw.
 type guest struct {
 	mu sync.Mutex
@@ -42,9 +42,9 @@ type guest struct {
 }
 
 // freezeLimit is how long filesystems stay frozen without a Thaw. A host
-// suspends right after Quiesce and pauses the guest, whose clock then
-// stops, so only a host that died between the two leaves the guest frozen
-// this long, and its writes would otherwise hang for good.
+// pauses the guest right after Quiesce, and under QEMU a paused guest's
+// clock stops. So only a host that died in between leaves the guest frozen
+// this long, and without the limit its writes would hang for good.
 const freezeLimit = time.Minute
 
 var _ agent.Handler = (*guest)(nil)
