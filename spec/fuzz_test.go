@@ -22,6 +22,9 @@ func addSeeds(f *testing.F) {
 		}
 	}
 	f.Add([]byte(base))
+	for _, c := range blockEdgeCases {
+		f.Add([]byte(c.data))
+	}
 }
 
 // FuzzParse checks that Parse never panics, and that whatever it accepts

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,7 +28,16 @@ func ReplaceStatus(data []byte, st *Status) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("writing status: %w", err)
 	}
-	if err := checkStatus(out, st); err != nil {
+	if e.plainBlock() {
+		// A member of a plain block mapping ends where the next key's line
+		// starts, so the edit cannot reach another member, and the encoder
+		// writes valid YAML. FuzzReplaceStatus checks both.
+		return out, nil
+	}
+	// In flow style the end of a member is found by scanning the text, and
+	// unusual block mappings may defeat the line rule: the result is
+	// parsed again before it can reach a file.
+	if err := checkStatus(root, out, st); err != nil {
 		return nil, fmt.Errorf("writing status: %w", err)
 	}
 	return out, nil
@@ -73,6 +83,9 @@ func (e *editor) blockStatus(i int, st *Status) ([]byte, error) {
 		return e.appendBlock(st)
 	}
 	key := e.root.Content[i]
+	if err := e.checkBlockMember(i); err != nil {
+		return nil, err
+	}
 	start, end := e.blockRegion(i)
 	if st == nil {
 		return splice(e.t.data, e.trimBreakBefore(start, end), end, ""), nil
@@ -82,10 +95,54 @@ func (e *editor) blockStatus(i int, st *Status) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if start == e.t.offset(key.Line, key.Column) {
-		repl = strings.TrimLeft(repl, " ")
-	}
 	return splice(e.t.data, start, end, repl), nil
+}
+
+// plainBlock reports whether the top-level mapping is in block style with
+// every key a scalar that starts its line, all at one column.
+func (e *editor) plainBlock() bool {
+	if e.root.Style&yaml.FlowStyle != 0 || len(e.root.Content) == 0 {
+		return false
+	}
+	column := e.root.Content[0].Column
+	for i := 0; i+1 < len(e.root.Content); i += 2 {
+		key := e.root.Content[i]
+		if key.Kind != yaml.ScalarNode || key.Column != column || key.Value == "" || !e.startsLine(key) {
+			return false
+		}
+	}
+	return true
+}
+
+// startsLine reports whether only spaces come before n on its line.
+func (e *editor) startsLine(n *yaml.Node) bool {
+	before := e.t.data[e.t.lineStart(n.Line):e.t.offset(n.Line, n.Column)]
+	return len(bytes.Trim(before, " ")) == 0
+}
+
+// checkBlockMember rejects the members whose lines blockRegion cannot
+// replace safely: a key that does not start its line (a "? " complex key),
+// and a value that holds an anchor, which an alias elsewhere may use.
+func (e *editor) checkBlockMember(i int) error {
+	if !e.startsLine(e.root.Content[i]) {
+		return fmt.Errorf("%w: the status key does not start its line", errEdit)
+	}
+	if hasAnchor(e.root.Content[i+1]) {
+		return fmt.Errorf("%w: the status holds an anchor", errEdit)
+	}
+	return nil
+}
+
+func hasAnchor(n *yaml.Node) bool {
+	if n.Anchor != "" {
+		return true
+	}
+	for _, c := range n.Content {
+		if hasAnchor(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // blockRegion returns the byte range of the member at i of a block mapping.
@@ -95,9 +152,6 @@ func (e *editor) blockStatus(i int, st *Status) ([]byte, error) {
 func (e *editor) blockRegion(i int) (start, end int) {
 	t, key := e.t, e.root.Content[i]
 	start = t.lineStart(key.Line)
-	if len(bytes.TrimLeft(t.data[start:t.offset(key.Line, key.Column)], " ")) > 0 {
-		start = t.offset(key.Line, key.Column)
-	}
 	bound := t.lines() + 1
 	if i+2 < len(e.root.Content) {
 		bound = e.root.Content[i+2].Line
@@ -152,14 +206,13 @@ func breakBefore(data []byte, end int) bool {
 func (e *editor) appendBlock(st *Status) ([]byte, error) {
 	t := e.t
 	at := len(t.data)
-	for l := t.lines(); l > 0; l-- {
-		if len(bytes.TrimSpace(t.lineText(l))) == 0 {
-			continue
-		}
+	last := e.root.Content[len(e.root.Content)-1]
+	for l := last.Line + 1; l <= t.lines(); l++ {
 		if e.docMarker(l) && bytes.HasPrefix(t.lineText(l), []byte("...")) {
+			// The document ends here: what follows is outside it.
 			at = t.lineStart(l)
+			break
 		}
-		break
 	}
 	column := e.root.Content[0].Column
 	if at < len(t.data) || (at > 0 && breakBefore(t.data, at)) {
@@ -446,12 +499,16 @@ func splice(data []byte, start, end int, repl string) []byte {
 	return append(out, data[end:]...)
 }
 
-// checkStatus parses the edited document and checks that it holds st, so
-// that an edit gone wrong fails instead of reaching the file.
-func checkStatus(out []byte, st *Status) error {
+// checkStatus parses the edited document and checks that it has the other
+// members of the original, in order, and st as its status, so that an edit
+// gone wrong fails instead of reaching the file.
+func checkStatus(original *yaml.Node, out []byte, st *Status) error {
 	root, err := parseDocument("", out)
 	if err != nil {
 		return fmt.Errorf("%w: the result does not parse: %w", errEdit, err)
+	}
+	if !slices.Equal(otherKeys(original), otherKeys(root)) {
+		return fmt.Errorf("%w: the result's other members differ", errEdit)
 	}
 	loadSchemas()
 	got, warns := decodeStatus("", root)
@@ -467,4 +524,15 @@ func checkStatus(out []byte, st *Status) error {
 		return fmt.Errorf("%w: the result's status differs", errEdit)
 	}
 	return nil
+}
+
+// otherKeys returns the tag and text of each key of mapping m but status.
+func otherKeys(m *yaml.Node) []string {
+	var keys []string
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if k := m.Content[i]; k.Value != "status" {
+			keys = append(keys, k.Tag+" "+k.Value+" "+m.Content[i+1].Tag)
+		}
+	}
+	return keys
 }

@@ -206,3 +206,58 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return data
 }
+
+var blockEdgeCases = []struct {
+	name string
+	data string
+}{
+	{"block scalar with hash lines", "a: 1\nstatus:\n  phase: |\n    x\n    # not a comment\nb: 2\n"},
+	{"comments at column 1 inside", "a: 1\nstatus:\n  phase: X\n# inside\n  restarts: 1\n\n# before b\nb: 2\n"},
+	{"flow value over lines", "a: 1\nstatus: {phase: X,\n  restarts: 1}\nb: 2\n"},
+	{"quoted key", "a: 1\n\"status\": {phase: X}\nb: 2\n"},
+	{"tab after colon", "a: 1\nstatus:\t{phase: X}\n"},
+	{"end marker then comment", "a: 1\n...\n# after the end\n"},
+	{"end marker after status", "a: 1\nstatus: {}\n...\n"},
+	{"indented root", "  a: 1\n  b:\n    c: 2\n"},
+	{"alias into status", "x: &p Running\nstatus: {phase: *p}\n"},
+	{"null status", "a: 1\nstatus:\nb: 2\n"},
+	{"status is a list", "a: 1\nstatus:\n- 1\n- 2\nb: 2\n"},
+}
+
+// TestReplaceStatusBlockEdges covers block documents whose status member
+// is hard to delimit. Each result must parse, hold the status and keep
+// every byte outside the member.
+func TestReplaceStatusBlockEdges(t *testing.T) {
+	for _, tt := range blockEdgeCases {
+		t.Run(tt.name, func(t *testing.T) {
+			data := []byte(tt.data)
+			out, err := ReplaceStatus(data, testStatus())
+			if err != nil {
+				t.Fatalf("ReplaceStatus: %v", err)
+			}
+			got := Parse("vm.yaml", out)
+			if !got.WellFormed {
+				t.Fatalf("the result does not parse: %v\n%s", got.Err, out)
+			}
+			assertSameStatus(t, got.Status, testStatus())
+			assertSameWithoutStatus(t, data, out)
+		})
+	}
+}
+
+func TestReplaceStatusRejectsUnsafeBlock(t *testing.T) {
+	tests := []struct {
+		name string
+		data string
+	}{
+		{"anchor used elsewhere", "status: &s {phase: X}\nother: *s\n"},
+		{"complex key", "a: 1\n? status\n: {phase: X}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := ReplaceStatus([]byte(tt.data), testStatus()); err == nil {
+				t.Error("ReplaceStatus succeeded")
+			}
+		})
+	}
+}

@@ -63,7 +63,7 @@ func WriteStatus(path string, read []byte, st *Status) error {
 // with the same atomic write as WriteStatus. It retries when the file
 // changes under it.
 func SetDesiredState(path string, state DesiredState) error {
-	target, err := filepath.EvalSymlinks(path)
+	target, err := resolveLink(path)
 	if err != nil {
 		return fmt.Errorf("setting desired state in %q: %w", path, err)
 	}
@@ -94,7 +94,7 @@ func setDesiredState(target string, state DesiredState) error {
 // replaceManifest swaps out in for the manifest at path, if it still holds
 // read.
 func replaceManifest(path string, read, out []byte) error {
-	target, err := filepath.EvalSymlinks(path)
+	target, err := resolveLink(path)
 	if err != nil {
 		return err
 	}
@@ -119,6 +119,15 @@ func replaceManifest(path string, read, out []byte) error {
 	// folder's fsync lets one journal commit cover both.
 	os.Remove(tmp)
 	return errors.Join(err, syncDir(filepath.Dir(target)))
+}
+
+// resolveLink returns the file a symlink at path points to, or path.
+func resolveLink(path string) (string, error) {
+	info, err := os.Lstat(path)
+	if err != nil || info.Mode()&os.ModeSymlink == 0 {
+		return path, err
+	}
+	return filepath.EvalSymlinks(path)
 }
 
 // swapIfUnchanged exchanges tmp and target, and swaps back when what came
