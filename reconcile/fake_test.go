@@ -134,6 +134,13 @@ func (f *fakeRuntime) gateNext(op, name string) chan struct{} {
 	return gate
 }
 
+// callsSoFar returns the calls recorded so far.
+func (f *fakeRuntime) callsSoFar() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
 // takeCalls returns the calls recorded so far and clears them.
 func (f *fakeRuntime) takeCalls() []string {
 	f.mu.Lock()

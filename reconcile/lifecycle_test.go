@@ -470,3 +470,50 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestStatusWriteRacingAnEdit(t *testing.T) {
+	h := newHarness(t)
+	path := h.write(manifest{name: "web", desired: spec.Running})
+	gate := h.rt.gateNext("Boot", "web")
+	done := make(chan Result, 1)
+	go func() {
+		res, err := h.r.Reconcile(t.Context(), "web")
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	waitFor(t, func() bool { return slices.Contains(h.rt.callsSoFar(), "Boot web") })
+
+	// The user replaces the file while the boot runs.
+	edited := manifest{name: "web", desired: spec.Running, extra: "  cmdline: quiet\n"}.text()
+	tmp := filepath.Join(h.dir, ".web.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+
+	res := <-done
+	if res.RequeueAfter <= 0 {
+		t.Errorf("requeue after = %v, want a retry after the conflict", res.RequeueAfter)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != edited {
+		t.Fatalf("the user's edit was overwritten:\n%s", got)
+	}
+
+	h.mustReconcile("web")
+	m, err := spec.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.VM.Spec.Cmdline != "quiet" || m.Status == nil || m.Status.ObservedSpecHash != m.VM.SpecHash() {
+		t.Errorf("after the retry: cmdline %q, status %+v", m.VM.Spec.Cmdline, m.Status)
+	}
+}
