@@ -41,7 +41,10 @@ type benchFolder struct {
 }
 
 func newBenchFolder(b *testing.B, n int) *benchFolder {
-	root := b.TempDir()
+	return newBenchFolderIn(b, b.TempDir(), n)
+}
+
+func newBenchFolderIn(b *testing.B, root string, n int) *benchFolder {
 	f := &benchFolder{
 		dir:      filepath.Join(root, "manifests"),
 		stateDir: filepath.Join(root, "state"),
@@ -107,13 +110,21 @@ func (d *daemon) syncAll(b *testing.B) {
 var (
 	convergedOnce   sync.Once
 	convergedFolder *benchFolder
+	// benchFixtures are folders that outlive one benchmark; TestMain
+	// removes them.
+	benchFixtures []string
 )
 
 // converged returns a folder of benchVMs manifests whose VMs all run and
 // whose statuses are written, shared by the benchmarks of one run.
 func converged(b *testing.B) *benchFolder {
 	convergedOnce.Do(func() {
-		f := newBenchFolder(b, benchVMs(b))
+		root, err := os.MkdirTemp("", "vmlet-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchFixtures = append(benchFixtures, root)
+		f := newBenchFolderIn(b, root, benchVMs(b))
 		newBenchDaemon(b, f.options()).syncAll(b)
 		convergedFolder = f
 	})
@@ -304,7 +315,9 @@ func BenchmarkEditToTransition(b *testing.B) {
 
 		b.StopTimer()
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
 		slices.Sort(latencies)
 		b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds())/1000, "p99-ms")
@@ -376,7 +389,9 @@ func BenchmarkIdleCPU(b *testing.B) {
 		used := cpuTime(b) - before
 
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
 		b.ReportMetric(used.Seconds(), "cpu-s")
 		b.ReportMetric(100*used.Seconds()/idle.Seconds(), "%-of-core")
 	}
