@@ -180,6 +180,7 @@ func (d *daemon) run(ctx context.Context) error {
 		return err
 	}
 	if err := d.start(ctx); err != nil {
+		watcher.notify.Close()
 		return err
 	}
 	log.Info("Daemon started", "dir", d.opts.Dir, "stateDir", d.opts.StateDir,
