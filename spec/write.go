@@ -35,10 +35,10 @@ var (
 // The swap is an atomic exchange, so no edit by a writer that replaces the
 // file by rename is lost. When what comes out of the swap differs from
 // read, the user's file is swapped back, WriteStatus returns ErrConflict,
-// and the caller re-reads. A writer that rewrites the file in
-// place after the swap can still lose its edit; one that does so before
-// the swap is detected the same way. Where the filesystem has no atomic
-// exchange the file is re-read and compared before a plain rename.
+// and the caller re-reads. A writer that rewrites the file in place before
+// the swap is detected the same way. One that does so after the swap can
+// still lose its edit. Where the filesystem has no atomic exchange, the
+// file is re-read and compared before a plain rename.
 //
 // WriteStatus returns ErrNotWritable when no write bit is set for anyone
 // (honoured even for root) or the write fails with a permission or
