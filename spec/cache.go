@@ -6,10 +6,10 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Parsed documents are kept by content, so that the status write that
-// follows a Load, and the Load that follows a status write (the watcher
-// sees vmlet's own write), do not parse the same bytes again. The trees
-// are never modified after parsing, so they are shared between goroutines.
+// Parsed documents are kept by content, so that neither the status write
+// after a Load nor the Load after a status write (vmlet's own write fires a
+// watch event) parses the same bytes again. The trees are never modified
+// after parsing, so goroutines share them.
 const (
 	cacheEntries = 64
 	cacheMaxSize = 64 << 10 // larger documents are not kept

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -434,4 +435,23 @@ func TestParseDuplicateInLargeMapping(t *testing.T) {
 	if len(got) == 0 || got[len(got)-1] != want {
 		t.Errorf("errors = %q, want last %q", got, want)
 	}
+}
+
+func TestParseConcurrent(t *testing.T) {
+	data := readFile(t, "testdata/typical.yaml")
+	want := Parse("a.yaml", data).VM.SpecHash()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				if got := Parse("a.yaml", data).VM.SpecHash(); got != want {
+					t.Errorf("SpecHash = %s, want %s", got, want)
+				}
+				if _, err := ReplaceStatus(data, testStatus()); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
