@@ -111,6 +111,8 @@ func decide(s situation) action {
 		return decideRemoved(s)
 	case !s.Valid:
 		// An invalid manifest leaves the VM as it is, on its last valid spec.
+		// NOTE: that includes a VM that crashes meanwhile: it is restarted
+		// only once the manifest is valid again.
 		return actNone
 	}
 	switch s.state() {

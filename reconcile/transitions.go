@@ -268,7 +268,14 @@ func (r *Reconciler) resumePausedLocked(ctx context.Context, m *vmruntime.Machin
 			return fmt.Errorf("resuming %q: %w", m.Name, err)
 		}
 	}
-	if err := r.agentCall(ctx, m, vmruntime.Agent.Thaw); err != nil {
+	err = r.agentCall(ctx, m, vmruntime.Agent.Thaw)
+	if errors.Is(err, vmruntime.ErrNoAgent) {
+		// NOTE: a VM adopted from an earlier daemon may have no agent
+		// connection yet. Its guest then stays frozen until an agent call
+		// thaws it; retrying here would loop without end.
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("thawing %q: %w", m.Name, err)
 	}
 	return nil
@@ -279,7 +286,7 @@ func (r *Reconciler) agentCall(ctx context.Context, m *vmruntime.Machine, verb f
 	if m.AgentPort == 0 {
 		return nil
 	}
-	ag, err := r.cfg.Runtime.Agent(m.Name)
+	ag, err := r.agentOf(ctx, m)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errAgent, err)
 	}
@@ -287,6 +294,20 @@ func (r *Reconciler) agentCall(ctx context.Context, m *vmruntime.Machine, verb f
 		return fmt.Errorf("%w: %w", errAgent, err)
 	}
 	return nil
+}
+
+// agentOf returns the VM's agent connection. Where the runtime has none,
+// as for a VM adopted from an earlier daemon, it connects first: the
+// handshake is the one a restored guest gets.
+func (r *Reconciler) agentOf(ctx context.Context, m *vmruntime.Machine) (vmruntime.Agent, error) {
+	ag, err := r.cfg.Runtime.Agent(m.Name)
+	if !errors.Is(err, vmruntime.ErrNoAgent) {
+		return ag, err
+	}
+	if _, err := r.cfg.Runtime.Connect(ctx, m); err != nil {
+		return nil, err
+	}
+	return r.cfg.Runtime.Agent(m.Name)
 }
 
 // markStopped records that the VM has no process on purpose.
