@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/vmlet/vmlet/spec"
 	"github.com/vmlet/vmlet/vmruntime/sim"
