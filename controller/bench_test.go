@@ -99,12 +99,16 @@ func newBenchDaemon(b *testing.B, opts Options) *daemon {
 // its start, and returns when the queue is empty.
 func (d *daemon) syncAll(b *testing.B) {
 	ctx := context.Background()
+	start := time.Now()
 	if err := d.start(ctx); err != nil {
 		b.Fatal(err)
 	}
+	listed := time.Now()
 	for d.controller.Len() > 0 {
 		d.controller.processNextWorkItem(ctx, ctx)
 	}
+	b.ReportMetric(listed.Sub(start).Seconds(), "adopt+list-s")
+	b.ReportMetric(time.Since(listed).Seconds(), "reconcile-s")
 }
 
 var (
