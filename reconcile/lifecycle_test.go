@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -515,5 +516,31 @@ func TestStatusWriteRacingAnEdit(t *testing.T) {
 	}
 	if m.VM.Spec.Cmdline != "quiet" || m.Status == nil || m.Status.ObservedSpecHash != m.VM.SpecHash() {
 		t.Errorf("after the retry: cmdline %q, status %+v", m.VM.Spec.Cmdline, m.Status)
+	}
+}
+
+func TestRecordWrittenInPlace(t *testing.T) {
+	h := newHarness(t)
+	bring(h, spec.Running, false)
+	long := &record{SpecHash: strings.Repeat("x", 4000), Started: true}
+	if err := h.r.writeRecord("web", long); err != nil {
+		t.Fatal(err)
+	}
+	short := &record{SpecHash: "short", Started: false}
+	if err := h.r.writeRecord("web", short); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.r.readRecord("web")
+	if err != nil || got == nil || got.SpecHash != "short" || got.Started {
+		t.Errorf("record after a shorter rewrite = %+v, %v", got, err)
+	}
+	fi, err := os.Stat(filepath.Join(h.state, "vms/web/machine.json"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("record mode: %v, %v", fi.Mode().Perm(), err)
+	}
+
+	writeState(h, "vms/web/machine.json")
+	if got, err := h.r.readRecord("web"); got != nil || err != nil {
+		t.Errorf("a damaged record read as %+v, %v; want none", got, err)
 	}
 }
