@@ -8,9 +8,8 @@
 //     observes the runtime on every call, and a call with nothing to do
 //     writes nothing and logs nothing.
 //   - Each lifecycle transition holds the host lock from its first runtime
-//     call to its end and runs under a context deadline, so the lock is
-//     held at most for the transition's bound plus 30 s for undoing a failed
-//     step.
+//     call to its end and runs under a context deadline. So the lock is held
+//     at most for the transition's bound, plus 30 s to undo a failed step.
 //   - The machine a VM was started with is recorded in its state folder, so
 //     an invalid or removed manifest leaves the VM on its last valid spec,
 //     also after a daemon restart.
