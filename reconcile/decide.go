@@ -54,6 +54,9 @@ const (
 	actWait     action = "WaitBackoff"
 	actRemoved  action = "StopRemoved"
 	actCleanRec action = "ForgetRemoved"
+	// actReconnect redoes the agent handshake of a running VM the runtime
+	// has no agent connection to, as after a daemon restart adopted it.
+	actReconnect action = "ReconnectAgent"
 )
 
 // isRepair reports whether a is a repair rather than a transition.
@@ -85,6 +88,9 @@ type situation struct {
 	NotSuspendable string
 	// BackoffLeft is how long a crash restart still has to wait.
 	BackoffLeft time.Duration
+	// AgentLost is true when the VM runs, has an agent, and the runtime
+	// holds no connection to it.
+	AgentLost bool
 }
 
 // state returns the VM's state from the process and the checkpoint.
@@ -154,6 +160,8 @@ func decideRunning(s situation) action {
 		return actStop
 	case s.Desired == spec.Suspended && s.NotSuspendable == "":
 		return actSuspend
+	case s.Desired == spec.Running && s.AgentLost:
+		return actReconnect
 	}
 	return actNone
 }

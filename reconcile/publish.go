@@ -174,6 +174,9 @@ func (r *Reconciler) runningReady(v *vmView, t *target) cond {
 	if m != nil && m.AgentPort == 0 {
 		return condTrue(ReasonRunning, "the VM runs; it has no agent")
 	}
+	if _, err := r.cfg.Runtime.Agent(v.name); errors.Is(err, vmruntime.ErrNoAgent) {
+		return condFalse(ReasonAgentDisconnected, "no connection to the guest agent; reconnecting")
+	}
 	return condTrue(ReasonAgentReady, "guest agent answered the boot handshake")
 }
 

@@ -182,3 +182,13 @@ func (r *Reconciler) repairKill(ctx context.Context, v *vmView, _ *target) (*not
 func (r *Reconciler) repairConsumed(_ context.Context, v *vmView, _ *target) (*note, error) {
 	return nil, r.trashCheckpoint(v.name)
 }
+
+// reconnect redoes the agent handshake of a running VM, under the host lock
+// because the handshake of a guest restored by an earlier daemon may be the
+// first after its restore.
+func (r *Reconciler) reconnect(ctx context.Context, v *vmView, t *target) (*note, error) {
+	m := r.runningMachine(v, t)
+	return nil, r.hold(ctx, t.readyTimeout, func(ctx context.Context) error {
+		return r.connect(ctx, m)
+	})
+}

@@ -9,6 +9,7 @@ import (
 // Condition reasons vmlet writes.
 const (
 	ReasonAgentReady        = "AgentReady"
+	ReasonAgentDisconnected = "AgentDisconnected"
 	ReasonRunning           = "Running"
 	ReasonPaused            = "Paused"
 	ReasonSuspended         = "Suspended"

@@ -108,8 +108,19 @@ func (r *Reconciler) situate(v *vmView, t *target) situation {
 	if t.machine != nil {
 		_, s.Stale = r.staleness(v.meta, t.machine)
 		s.NotSuspendable = r.notSuspendable(t.machine)
+		s.AgentLost = r.agentLost(v, t)
 	}
 	return s
+}
+
+// agentLost reports whether v runs with an agent that the runtime holds no
+// connection to.
+func (r *Reconciler) agentLost(v *vmView, t *target) bool {
+	if v.obs.State != vmruntime.StateRunning || r.runningMachine(v, t).AgentPort == 0 {
+		return false
+	}
+	_, err := r.cfg.Runtime.Agent(v.name)
+	return errors.Is(err, vmruntime.ErrNoAgent)
 }
 
 // backoffLeft returns how long a crashed VM still waits for its restart.
@@ -244,6 +255,7 @@ func (r *Reconciler) run(ctx context.Context, a action, v *vmView, t *target) (*
 		actForget:        r.forgetStarted,
 		actRemoved:       r.stopRemoved,
 		actCleanRec:      r.forgetRemoved,
+		actReconnect:     r.reconnect,
 	}
 	return table[a](ctx, v, t)
 }
@@ -251,7 +263,7 @@ func (r *Reconciler) run(ctx context.Context, a action, v *vmView, t *target) (*
 // targetState names where an action takes the VM, for the log.
 func targetState(a action, s situation) string {
 	switch a {
-	case actBoot, actRestore, actResumePaused, actTrashConsumed:
+	case actBoot, actRestore, actResumePaused, actTrashConsumed, actReconnect:
 		return string(stateRunning)
 	case actSuspend, actPrewarm, actKillPaused:
 		return string(stateSuspended)

@@ -43,8 +43,8 @@ func (r *Runtime) Adopt(ctx context.Context, stateRoot string) ([]string, error)
 	return names, nil
 }
 
-// adopt loads the VM of one entry of the vms folder and reports whether its
-// process exists.
+// adopt loads the VM of one entry of the vms folder, drops its agent
+// connection, and reports whether its process exists.
 func (r *Runtime) adopt(e fs.DirEntry) (bool, error) {
 	if !e.IsDir() || validateName(e.Name()) != nil {
 		return false, nil
@@ -55,5 +55,9 @@ func (r *Runtime) adopt(e fs.DirEntry) (bool, error) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+
+	// The agent connection belonged to the earlier daemon's process, as it
+	// does with the real backends: the adopter connects again.
+	v.state.AgentConnected = false
 	return v.state.State != vmruntime.StateStopped, nil
 }

@@ -369,6 +369,12 @@ func TestStateSurvivesNewRuntime(t *testing.T) {
 			t.Errorf("%s after adoption: %+v, want %+v", name, got, want)
 		}
 	}
+	if _, err := second.Agent("a"); !errors.Is(err, vmruntime.ErrNoAgent) {
+		t.Errorf("Agent right after adoption: err = %v, want ErrNoAgent", err)
+	}
+	if _, err := second.Connect(ctx, machine("a")); err != nil {
+		t.Fatalf("Connect after adoption: %v", err)
+	}
 	if got := string(execIn(t, second, "a", "get", "k").Stdout); got != "v\n" {
 		t.Errorf("get k after adoption = %q, want %q", got, "v\n")
 	}
