@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // addSeeds adds every manifest fixture under testdata as a seed, beside
@@ -78,6 +81,28 @@ func FuzzReplaceStatus(f *testing.F) {
 		before := Parse("fuzz.yaml", data)
 		if before.Err == nil && (got.Err != nil || got.VM.SpecHash() != before.VM.SpecHash()) {
 			t.Fatalf("the spec changed: %v", got.Err)
+		}
+	})
+}
+
+// FuzzYAMLString checks that every string the status emitter writes reads
+// back as that string, never as a boolean, number, null or other text.
+func FuzzYAMLString(f *testing.F) {
+	for _, s := range []string{"Running", "True", "no", "off", "1.10", "9c1e0f3a2b7d", "12345e678901",
+		"0x1F", "a: b", "a #b", "", " x", "x ", "-", "~", "null", "2026-12-04T10:00:00Z", "line\nbreak", "é", "'q'", "a\u0085b", "a\u2028b", "\ufeffx", "\x7f", "tab\there"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return
+		}
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte("k: "+yamlString(s)+"\n"), &n); err != nil {
+			t.Fatalf("%q written as %s does not parse: %v", s, yamlString(s), err)
+		}
+		v := n.Content[0].Content[1]
+		if v.Tag != "!!str" || v.Value != s {
+			t.Fatalf("%q written as %s reads back as %s %q", s, yamlString(s), v.Tag, v.Value)
 		}
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -229,20 +228,15 @@ func (e *editor) appendBlock(st *Status) ([]byte, error) {
 // blockText returns "status:" and the status in block YAML, each line
 // indented by indent spaces, with the document's line breaks.
 func (e *editor) blockText(st *Status, indent int, trailingBreak bool) (string, error) {
-	node, err := statusNode(st)
+	body, err := blockYAML(st, e.indentUnit(), e.indentUnit())
 	if err != nil {
-		return "", err
-	}
-	doc := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
-		{Kind: yaml.ScalarNode, Tag: "!!str", Value: "status"}, node,
-	}}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(e.indentUnit())
-	if err := enc.Encode(doc); err != nil {
 		return "", fmt.Errorf("encoding status: %w", err)
 	}
-	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	text := "status:\n" + body
+	if body == "" {
+		text = "status: {}\n"
+	}
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	prefix := strings.Repeat(" ", indent)
 	for i, l := range lines {
 		lines[i] = prefix + l
@@ -266,71 +260,6 @@ func (e *editor) indentUnit() int {
 		}
 	}
 	return 2
-}
-
-// statusNode returns the status as a YAML node tree in block style, with
-// the members in the order of the Go type. It goes through the status's
-// JSON, so that the custom encodings of its fields (times, quantities)
-// apply.
-func statusNode(st *Status) (*yaml.Node, error) {
-	data, err := json.Marshal(st)
-	if err != nil {
-		return nil, fmt.Errorf("encoding status: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	node, err := jsonNode(dec)
-	if err != nil {
-		return nil, fmt.Errorf("encoding status: %w", err)
-	}
-	return node, nil
-}
-
-// jsonNode reads one JSON value from dec as a YAML node, keeping the order
-// of object members.
-func jsonNode(dec *json.Decoder) (*yaml.Node, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch v := tok.(type) {
-	case json.Delim:
-		return jsonCollection(dec, v)
-	case string:
-		style := yaml.Style(0)
-		if strings.Contains(v, "\n") {
-			style = yaml.LiteralStyle
-		}
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: style}, nil
-	case json.Number:
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: v.String()}, nil
-	case bool:
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(v)}, nil
-	}
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}, nil
-}
-
-func jsonCollection(dec *json.Decoder, open json.Delim) (*yaml.Node, error) {
-	n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-	if open == '[' {
-		n = &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
-	}
-	for dec.More() {
-		if open == '{' {
-			key, err := dec.Token()
-			if err != nil {
-				return nil, err
-			}
-			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key.(string)})
-		}
-		child, err := jsonNode(dec)
-		if err != nil {
-			return nil, err
-		}
-		n.Content = append(n.Content, child)
-	}
-	_, err := dec.Token() // the closing delimiter
-	return n, err
 }
 
 func (e *editor) flowStatus(i int, st *Status) ([]byte, error) {

@@ -11,8 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // errNoExchange means the filesystem cannot swap two names atomically.
@@ -258,14 +256,14 @@ func syncDir(dir string) error {
 // with mode 0700. The file is the status mapping in YAML, written with
 // WriteFile.
 func WriteStatusFile(path string, st *Status) error {
-	node, err := statusNode(st)
+	text, err := blockYAML(st, 0, 2)
 	if err != nil {
 		return fmt.Errorf("writing status file %q: %w", path, err)
 	}
-	data, err := yaml.Marshal(node)
-	if err != nil {
-		return fmt.Errorf("writing status file %q: %w", path, err)
+	if text == "" {
+		text = "{}\n"
 	}
+	data := []byte(text)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("writing status file %q: %w", path, err)
 	}
