@@ -208,9 +208,9 @@ func doubleQuoted(s string) string {
 }
 
 // yamlPrintable reports whether r may appear raw inside a double-quoted
-// scalar on one line: YAML 1.2 c-printable without the byte order mark and
-// without the characters that the parser treats as line breaks (LF, CR,
-// NEL, LS, PS) or that are better escaped (tab).
+// scalar on one line. That is YAML 1.2's c-printable set without the byte
+// order mark, the tab, and the characters that the parser treats as line
+// breaks (LF, CR, NEL, LS, PS).
 func yamlPrintable(r rune) bool {
 	switch {
 	case r == 0x85 || r == 0x2028 || r == 0x2029 || r == 0xFEFF:
