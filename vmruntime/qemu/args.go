@@ -72,6 +72,8 @@ func (l launch) cmdline() string {
 }
 
 // serialConsole returns the kernel's name for the first serial port.
+// NOTE: the arm64 values here and in probe.go (ttyAMA0, the virt machine)
+// have not been run on an arm64 host.
 func serialConsole() string {
 	if runtime.GOARCH == "arm64" {
 		return "ttyAMA0"

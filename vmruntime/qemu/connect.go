@@ -60,6 +60,9 @@ func (r *Runtime) dialAgent(ctx context.Context, m *vmruntime.Machine) (io.ReadW
 	}
 }
 
+// dialAgentOnce dials the agent's channel once.
+// NOTE: the vsock path has not run against a real guest, because the hosts
+// this was tested on have no /dev/vhost-vsock.
 func (r *Runtime) dialAgentOnce(ctx context.Context, m *vmruntime.Machine) (io.ReadWriteCloser, error) {
 	if r.vsock {
 		return vsock.Dial(guestCID(m.Name), m.AgentPort, nil)
