@@ -63,26 +63,30 @@ func Load(path string) (*Manifest, error) {
 // found is in the result's Err, each with its line where the YAML has one.
 // Relative paths in the spec are checked against the folder of path, and a
 // missing one is a warning.
-func Parse(path string, data []byte) (m *Manifest) {
-	m = &Manifest{Path: path, Data: data}
+func Parse(path string, data []byte) *Manifest {
+	m := &Manifest{Path: path, Data: data}
+	m.parse()
+	return m
+}
+
+func (m *Manifest) parse() {
 	defer func() {
 		// The YAML parser has panicked on crafted input before
 		// (CVE-2022-28948, fixed in yaml.v3 3.0.0), and a panic must not
 		// take the daemon down.
 		if r := recover(); r != nil {
-			*m = Manifest{Path: path, Data: data, Err: ErrorList{{File: path,
+			*m = Manifest{Path: m.Path, Data: m.Data, Err: ErrorList{{File: m.Path,
 				Message: fmt.Sprintf("invalid YAML: the parser failed: %v", r), Err: ErrSyntax}}}
 		}
 	}()
-	root, err := parseDocument(path, data)
+	root, err := parseDocument(m.Path, m.Data)
 	if err != nil {
 		m.Err = err
-		return m
+		return
 	}
 	m.WellFormed = true
 	m.Name = readName(root)
 	m.decode(root)
-	return m
 }
 
 // readName returns metadata.name when it is a scalar, whatever else is
