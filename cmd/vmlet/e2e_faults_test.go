@@ -82,15 +82,15 @@ func stopAndCheck(t *testing.T, d *qemuDaemon, name string) {
 
 // tmpfsSize is the size of the state folder of TestQEMUSaveNoSpace, and
 // fillSize what the guest writes into its own memory first: more than the
-// folder holds, in random bytes that no zero-page detection skips.
+// folder can take, in random bytes that no zero-page detection skips.
 const (
 	tmpfsSize = 64 << 20
 	fillSize  = 96 << 20
 )
 
 // TestQEMUSaveNoSpace suspends a VM whose state folder is a tmpfs too
-// small for its checkpoint: the VM runs on, thawed, the status says why,
-// and no checkpoint appears under the final name.
+// small for its checkpoint: the VM runs on, thawed, the status gives the
+// reason, and no checkpoint appears under the final name.
 func TestQEMUSaveNoSpace(t *testing.T) {
 	env := requireE2E(t)
 	requireRoot(t)
@@ -215,9 +215,9 @@ func TestQEMUDaemonKilledDuringResume(t *testing.T) {
 	stopAndCheck(t, d, name)
 }
 
-// checkSurvivor checks the guest after an interrupted transition: either
+// checkSurvivor checks the guest after an interrupted transition. Either
 // its memory came back (same boot id, tmpfs token) or it was cold-booted
-// (new boot id, empty tmpfs); its disk holds the token either way.
+// (new boot id, empty tmpfs). Its disk contains the token either way.
 func checkSurvivor(t *testing.T, d *qemuDaemon, name, token, bootID string) {
 	t.Helper()
 	ram, disk := d.readTokens(name)

@@ -26,9 +26,9 @@ import (
 // The real-QEMU tests run only on Linux: they find QEMU processes through
 // /proc and mount a tmpfs.
 
-// Bounds of the real-QEMU tests. A TCG boot reaches the agent in a few
-// seconds on an idle machine and in half a minute on a loaded one, so the
-// waits are generous; none of them is an assertion on speed.
+// Bounds of the real-QEMU tests. A TCG boot reached the agent in about
+// 10 s on an idle two-core machine and in about 35 s on a loaded one, so
+// the waits are generous. None of them is an assertion on speed.
 const (
 	e2eReadyTimeout   = 4 * time.Minute
 	e2ePhaseTimeout   = 3 * time.Minute
@@ -264,6 +264,15 @@ func (d *qemuDaemon) kill() {
 }
 
 func (d *qemuDaemon) cleanup() {
+	if d.t.Failed() && d.running() {
+		// SIGQUIT makes the Go runtime write every goroutine's stack to
+		// the log before it exits, which shows where a transition hangs.
+		d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.exited:
+		case <-time.After(10 * time.Second):
+		}
+	}
 	if d.running() {
 		d.cmd.Process.Signal(syscall.SIGTERM)
 		select {

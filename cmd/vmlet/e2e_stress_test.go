@@ -94,7 +94,7 @@ func (w *qemuWriter) cycle() {
 			w.cliResult.err = errors.New("token generator repeated a token")
 			return
 		}
-		// The guest still holds the previous token: the read-back below
+		// The guest still contains the previous token: the read-back below
 		// compares against a value that is known to have changed.
 		if err := w.expect(previous); err != nil {
 			w.cliResult.err = fmt.Errorf("cycle %d: %w", i, err)
@@ -149,7 +149,7 @@ func (w *qemuWriter) readBack(token, bootID string) error {
 	return nil
 }
 
-// expect checks that the guest's disk holds token, or no token at all
+// expect checks that the guest's disk contains token, or no token at all
 // when token is "".
 func (w *qemuWriter) expect(token string) error {
 	got, err := w.exec("cat /data/token 2>/dev/null || true")
@@ -168,7 +168,7 @@ func (w *qemuWriter) exec(script string) (string, error) {
 }
 
 // checkConsole checks that the VM's serial log was written by the guest
-// kernel and holds no I/O error.
+// kernel and contains no I/O error.
 func checkConsole(t *testing.T, d *qemuDaemon, name string) {
 	t.Helper()
 	log := d.consoleLog(name)
@@ -176,11 +176,11 @@ func checkConsole(t *testing.T, d *qemuDaemon, name string) {
 		t.Errorf("console log of %q lacks the kernel's boot lines (%d bytes)", name, len(log))
 	}
 	if i := strings.Index(log, "I/O error"); i >= 0 {
-		t.Errorf("console log of %q holds an I/O error: %s", name, lineContaining(log, i))
+		t.Errorf("console log of %q contains an I/O error: %s", name, lineContaining(log, i))
 	}
 }
 
-// lineContaining returns the line of s that holds byte i.
+// lineContaining returns the line of s that contains byte i.
 func lineContaining(s string, i int) string {
 	start := strings.LastIndexByte(s[:i], '\n') + 1
 	end := strings.IndexByte(s[i:], '\n')

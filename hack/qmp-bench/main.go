@@ -2,10 +2,10 @@
 // over QMP with no vmlet, as the baseline that hack/bench-qemu compares
 // vmlet's suspend and resume with.
 //
-// It boots the guest image once, waits for its agent to serve, and then,
-// round after round, saves the guest (QMP stop, then migrate into a file
-// with the bandwidth cap lifted, then fsync) and restores it into a new
-// QEMU started with -incoming, up to QMP cont. It prints one line per
+// It boots the guest image once and waits for its agent to serve. Each
+// round then saves the guest (QMP stop, then migrate into a file with the
+// bandwidth cap lifted, then fsync) and restores it into a new QEMU
+// started with -incoming, up to QMP cont. It prints one line per
 // operation: "save SECONDS BYTES" or "restore SECONDS".
 package main
 
@@ -28,8 +28,8 @@ import (
 // per second, as vmlet's qemu backend does.
 const maxBandwidth = 1 << 40
 
-// bootTimeout bounds the first boot; a TCG boot on a loaded machine takes
-// half a minute.
+// bootTimeout bounds the first boot. A TCG boot took up to half a minute
+// on a loaded two-core machine.
 const bootTimeout = 5 * time.Minute
 
 type options struct {
@@ -187,7 +187,7 @@ func (g *guest) kill() {
 	g.cmd.Wait()
 }
 
-// awaitConsole polls the console log until it holds marker.
+// awaitConsole polls the console log until it contains marker.
 func (g *guest) awaitConsole(marker []byte, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -224,7 +224,7 @@ func dialQMP(socket string, timeout time.Duration) (*qmp, error) {
 	}
 }
 
-// reply is a QMP reply; events, which carry no return, are skipped.
+// reply is a QMP reply or an event. call skips events.
 type reply struct {
 	Return json.RawMessage `json:"return"`
 	Error  *struct {
