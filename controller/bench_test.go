@@ -139,9 +139,9 @@ func converged(b *testing.B) *benchFolder {
 }
 
 // BenchmarkColdSync measures a daemon's first sync of benchVMs new
-// manifests (boot each sim VM, write its status into the manifest) as
-// status writes per second, beside the bare durable write rate of
-// spec.WriteFile for files of the same size in the same run.
+// manifests (boot each sim VM, write its status into the manifest) in
+// status writes per second. Beside it, it reports the bare durable write
+// rate of spec.WriteFile for files of the same size, in the same run.
 func BenchmarkColdSync(b *testing.B) {
 	n := benchVMs(b)
 	for b.Loop() {
@@ -294,7 +294,7 @@ func (r *callRecorder) Stop(ctx context.Context, m *vmruntime.Machine) error {
 }
 
 // BenchmarkEditToTransition measures the time from a manifest written by
-// rename to the start of the transition it asks for (the runtime's Boot
+// rename to the start of the transition it requests (the runtime's Boot
 // or Stop call), over 300 edits alternating Stopped and Running on 20 VMs
 // of a running daemon. The default debounce of 100 ms is part of it.
 func BenchmarkEditToTransition(b *testing.B) {

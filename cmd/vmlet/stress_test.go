@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -327,18 +328,10 @@ func waitConverged(t *testing.T, vms []*vmFile) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d VMs did not converge:\n%s", len(pending), bytes.Join(toBytes(pending), []byte("\n")))
+			t.Fatalf("%d VMs did not converge:\n%s", len(pending), strings.Join(pending, "\n"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func toBytes(lines []string) [][]byte {
-	out := make([][]byte, len(lines))
-	for i, l := range lines {
-		out[i] = []byte(l)
-	}
-	return out
 }
 
 // checkNoEditLost checks that each file outside its status is exactly what
@@ -382,7 +375,7 @@ func checkStatusesParse(t *testing.T, vms []*vmFile) {
 }
 
 // checkRuntime checks, after the daemon stopped, that the sim runtime
-// holds each VM in the state its manifest asks for.
+// holds each VM in the state its manifest requests.
 func checkRuntime(t *testing.T, d *stressDaemon, vms []*vmFile) {
 	t.Helper()
 	rt, err := sim.New(sim.Options{StateRoot: d.stateDir, TraceFile: filepath.Join(t.TempDir(), "trace")})
