@@ -168,14 +168,26 @@ func (c *Catalog) parseAll(todo []*fileResult) {
 }
 
 // applyResult records one file of a Relist. The caller holds c.mu.
+//
+// Relist parses without holding c.mu, so an Update may have recorded a newer
+// version of the file meanwhile. A parse whose stamp no longer matches the
+// file is therefore not applied: the file is read again instead.
 func (c *Catalog) applyResult(res *fileResult, keys map[string]bool) {
 	switch {
 	case res.unchanged:
 	case errors.Is(res.statErr, fs.ErrNotExist):
 		c.forget(res.path, keys)
+	case !c.stampCurrent(res.path, res.stamp):
+		c.refresh(res.path, keys)
 	default:
 		c.apply(res.path, res.m, res.stamp, keys)
 	}
+}
+
+// stampCurrent reports whether the file at path still has stamp.
+func (c *Catalog) stampCurrent(path string, stamp fileStamp) bool {
+	fi, err := os.Stat(path)
+	return err == nil && stampOf(fi) == stamp
 }
 
 // listPaths returns the manifest files in the folder in path order.

@@ -229,3 +229,30 @@ func TestParseCacheIgnoresForeignFile(t *testing.T) {
 		t.Fatal("a damaged cache file broke the catalog")
 	}
 }
+
+// TestCatalogRelistKeepsNewerUpdate interleaves an Update between a Relist's
+// parse and its apply, as happens when a file is written while the daemon
+// starts. The Relist's older parse, of the still empty file, must not
+// replace the Update's.
+func TestCatalogRelistKeepsNewerUpdate(t *testing.T) {
+	h := newHarness(t)
+	path := filepath.Join(h.dir, "web.yaml")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cat := NewCatalog(h.dir)
+	results := cat.loadChanged([]string{path})
+
+	h.write(manifest{name: "web", desired: spec.Running})
+	if got := cat.Update(path); !slices.Equal(got, []string{"web"}) {
+		t.Fatalf("Update = %q, want [web]", got)
+	}
+
+	keys := make(map[string]bool)
+	cat.mu.Lock()
+	cat.applyResult(results[0], keys)
+	cat.mu.Unlock()
+	if got := cat.Keys(); !slices.Equal(got, []string{"web"}) {
+		t.Errorf("keys after the older parse was applied = %q, want [web]", got)
+	}
+}

@@ -40,6 +40,9 @@ type diskStamp struct {
 	Path    string    `json:"path"`
 	Size    int64     `json:"size"`
 	ModTime time.Time `json:"modTime"`
+	// Missing is true when no file was at Path: the sim runtime boots
+	// without disk files, while the real backends create them at boot.
+	Missing bool `json:"missing,omitempty"`
 }
 
 func (r *Reconciler) checkpointPath(name string) string {
@@ -90,6 +93,10 @@ func stampDisks(disks []vmruntime.Disk) ([]diskStamp, error) {
 	var stamps []diskStamp
 	for _, d := range disks {
 		fi, err := os.Stat(d.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			stamps = append(stamps, diskStamp{Path: d.Path, Missing: true})
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading disk %q: %w", d.Path, err)
 		}
@@ -103,6 +110,12 @@ func stampDisks(disks []vmruntime.Disk) ([]diskStamp, error) {
 func changedDisk(stamps []diskStamp) string {
 	for _, s := range stamps {
 		fi, err := os.Stat(s.Path)
+		if s.Missing && errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if s.Missing {
+			return fmt.Sprintf("disk %q appeared since the save", s.Path)
+		}
 		if err != nil {
 			return fmt.Sprintf("disk %q changed since the save: %v", s.Path, err)
 		}

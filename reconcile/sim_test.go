@@ -315,3 +315,38 @@ func cycle(ctx context.Context, h *harness, names []string) error {
 	}
 	return nil
 }
+
+// TestSimSuspendWithoutDiskFile suspends and resumes a VM whose disk file
+// does not exist, as the sim runs it, and checks that a disk file appearing
+// while it is suspended makes the checkpoint stale.
+func TestSimSuspendWithoutDiskFile(t *testing.T) {
+	h, _ := newSimHarness(t)
+	path := h.write(manifest{name: "web", desired: spec.Running, disk: true})
+	h.mustReconcile("web")
+	h.write(manifest{name: "web", desired: spec.Suspended, disk: true})
+	h.mustReconcile("web")
+	if st := h.status(path); st.Phase != spec.PhaseSuspended {
+		t.Fatalf("suspend with no disk file: phase %s, want Suspended", st.Phase)
+	}
+
+	h.write(manifest{name: "web", desired: spec.Running, disk: true})
+	h.mustReconcile("web")
+	if st := h.status(path); st.Phase != spec.PhaseRunning {
+		t.Fatalf("resume with no disk file: phase %s, want Running", st.Phase)
+	}
+
+	h.write(manifest{name: "web", desired: spec.Suspended, disk: true})
+	h.mustReconcile("web")
+	if err := os.WriteFile(filepath.Join(h.dir, "disk.img"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.write(manifest{name: "web", desired: spec.Running, disk: true})
+	h.mustReconcile("web")
+	st := h.status(path)
+	if st.Phase != spec.PhaseSuspended {
+		t.Errorf("resume after the disk appeared: phase %s, want Suspended", st.Phase)
+	}
+	if got := condition(st, spec.ConditionCheckpointStale); got != "True/DiskChanged" {
+		t.Errorf("CheckpointStale = %s, want True/DiskChanged", got)
+	}
+}
