@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -66,20 +67,12 @@ func NewAPIHandler(rt vmruntime.Runtime, stateDir string, log logr.Logger) http.
 }
 
 // ServeAPI serves the local API on socketPath until ctx ends, logging to the
-// logger in ctx. A socket file
-// left by an earlier daemon is removed first: the caller holds the state
-// folder's lock, so no other daemon can be listening on it.
+// logger in ctx. A socket file left by an earlier daemon is replaced: the
+// caller holds the state folder's lock, so no other daemon listens on it.
 func ServeAPI(ctx context.Context, socketPath string, rt vmruntime.Runtime, stateDir string) error {
-	if err := os.Remove(socketPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing stale API socket %q: %w", socketPath, err)
-	}
-	listener, err := net.Listen("unix", socketPath)
+	listener, err := listenPrivate(socketPath)
 	if err != nil {
-		return fmt.Errorf("listening on API socket %q: %w", socketPath, err)
-	}
-	if err := os.Chmod(socketPath, 0o600); err != nil {
-		listener.Close()
-		return fmt.Errorf("restricting API socket %q: %w", socketPath, err)
+		return err
 	}
 
 	server := &http.Server{
@@ -95,6 +88,45 @@ func ServeAPI(ctx context.Context, socketPath string, rt vmruntime.Runtime, stat
 		return nil
 	}
 	return fmt.Errorf("serving API on %q: %w", socketPath, err)
+}
+
+// listenPrivate listens on a unix socket at path that only its owner can
+// use. It binds a temporary name, restricts it, and renames it into place,
+// so the socket never appears at path before it is listening or while other
+// users could still connect to it.
+func listenPrivate(path string) (net.Listener, error) {
+	temp := filepath.Join(filepath.Dir(path), ".api.sock")
+	if err := os.Remove(temp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing stale API socket %q: %w", temp, err)
+	}
+	listener, err := net.Listen("unix", temp)
+	if err != nil {
+		return nil, fmt.Errorf("listening on API socket %q: %w", temp, err)
+	}
+	listener.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(temp, 0o600); err != nil {
+		listener.Close()
+		return nil, fmt.Errorf("restricting API socket %q: %w", temp, err)
+	}
+	if err := os.Rename(temp, path); err != nil {
+		listener.Close()
+		return nil, fmt.Errorf("placing API socket at %q: %w", path, err)
+	}
+	return &removingListener{Listener: listener, path: path}, nil
+}
+
+// removingListener removes its socket file when closed, as a unix listener
+// does for the name it was bound to.
+type removingListener struct {
+	net.Listener
+	path string
+	once sync.Once
+}
+
+func (l *removingListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { os.Remove(l.path) })
+	return err
 }
 
 func (a *api) exec(w http.ResponseWriter, r *http.Request) {

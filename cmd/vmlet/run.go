@@ -30,6 +30,7 @@ type runOptions struct {
 	qemuAccel  string
 	simLatency string
 	simFaults  string
+	simTrace   string
 }
 
 func newRunCommand(opts *globalOptions) *cobra.Command {
@@ -59,6 +60,8 @@ func newRunCommand(opts *globalOptions) *cobra.Command {
 		"sim operation latencies, such as boot=200ms,save=500ms (env VMLET_SIM_LATENCY)")
 	flags.StringVar(&ro.simFaults, "sim-faults", os.Getenv("VMLET_SIM_FAULTS"),
 		"sim faults to inject, such as save-fail=web,hang-agent=ci (env VMLET_SIM_FAULTS)")
+	flags.StringVar(&ro.simTrace, "sim-trace", os.Getenv("VMLET_SIM_TRACE"),
+		"the sim's hazard trace, shared by every sim daemon that should see the others' overlaps (default <state>/sim-trace; env VMLET_SIM_TRACE)")
 	return cmd
 }
 
@@ -141,7 +144,7 @@ func simFactory(ro *runOptions) (func(string) (vmruntime.Runtime, error), error)
 		return nil, fmt.Errorf("invalid --sim-faults: %w", err)
 	}
 	return func(stateDir string) (vmruntime.Runtime, error) {
-		rt, err := sim.New(sim.Options{StateRoot: stateDir, Latency: latency})
+		rt, err := sim.New(sim.Options{StateRoot: stateDir, Latency: latency, TraceFile: ro.simTrace})
 		if err != nil {
 			return nil, err
 		}
