@@ -28,9 +28,10 @@ import (
 // A name belongs to the first file that claimed it in the daemon's life (at
 // the first Relist, the first in path order). Other files with the same name
 // get Valid=False, reason DuplicateName, and are not acted on. When the
-// owner's file goes away or stops claiming the name, the name passes at once
-// to the earliest remaining claimant. A Relist does the same for a removal
-// the caller never reported.
+// owner's file goes away or claims another valid name, the name passes at
+// once to the earliest remaining claimant. A Relist does the same for a
+// removal the caller never reported. A file that stops parsing keeps its
+// name, so its VM stays as it is on its last valid spec.
 //
 // Parses are cached: a file whose size, modification time and inode are
 // unchanged is not read again.
@@ -41,6 +42,9 @@ type Catalog struct {
 	files   map[string]*catalogFile   // by path
 	claims  map[string][]*catalogFile // by name, in claim order
 	nextSeq uint64
+	// hints maps a manifest's path to the name of the VM last started from
+	// it, for a file that does not parse when the daemon starts.
+	hints map[string]string
 	// cache is nil until a Reconciler gives the catalog a state folder.
 	cache *parseCache
 }
@@ -75,6 +79,7 @@ func NewCatalog(dir string) *Catalog {
 		dir:    dir,
 		files:  make(map[string]*catalogFile),
 		claims: make(map[string][]*catalogFile),
+		hints:  make(map[string]string),
 	}
 }
 
@@ -276,8 +281,31 @@ func (c *Catalog) apply(path string, m *spec.Manifest, stamp fileStamp, keys map
 		keys[f.key(path)] = true
 	}
 	f.m, f.stamp = m, stamp
-	c.claim(f, usableName(m))
+	c.claim(f, c.claimedName(f, m))
 	keys[f.key(path)] = true
+}
+
+// claimedName returns the name f claims after its new parse m. A parse that
+// yields no usable name (a typo, or a file caught empty in the middle of an
+// in-place rewrite) keeps the name the file claimed before, or the name of
+// the VM last started from it: the VM then counts as having an invalid
+// manifest and stays as it is, instead of counting as removed and stopped.
+func (c *Catalog) claimedName(f *catalogFile, m *spec.Manifest) string {
+	if name := usableName(m); name != "" {
+		return name
+	}
+	if f.name != "" {
+		return f.name
+	}
+	return c.hints[f.path]
+}
+
+// hint records that the VM called name was last started from the manifest
+// at path, so that the file keeps that name if it does not parse.
+func (c *Catalog) hint(path, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hints[c.clean(path)] = name
 }
 
 // readManifest reads and parses path, through the parse cache where the

@@ -26,6 +26,8 @@ const recordFile = "machine.json"
 type record struct {
 	Machine  vmruntime.Machine `json:"machine"`
 	SpecHash string            `json:"specHash"`
+	// Manifest is the path of the manifest the VM was last started from.
+	Manifest string `json:"manifest,omitempty"`
 	// Started is true from a boot or restore until the VM is stopped or
 	// suspended on purpose: a VM found gone while Started crashed.
 	Started   bool      `json:"started"`

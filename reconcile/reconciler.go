@@ -183,7 +183,26 @@ func (r *Reconciler) Adopt(ctx context.Context) ([]string, error) {
 	if err := r.addSuspended(keys); err != nil {
 		return nil, err
 	}
+	if err := r.hintManifests(keys); err != nil {
+		return nil, err
+	}
 	return sortedKeys(keys), nil
+}
+
+// hintManifests tells the catalog which manifest each VM of keys was last
+// started from, so that a manifest that does not parse at start keeps its
+// VM instead of leaving it without an owner.
+func (r *Reconciler) hintManifests(keys map[string]bool) error {
+	for name := range keys {
+		rec, err := r.cachedRecord(name)
+		if err != nil {
+			return fmt.Errorf("adopting VMs: %w", err)
+		}
+		if rec != nil && rec.Manifest != "" {
+			r.cfg.Catalog.hint(rec.Manifest, name)
+		}
+	}
+	return nil
 }
 
 // addSuspended adds the names of VM folders that hold a checkpoint or a

@@ -92,6 +92,7 @@ func (r *Reconciler) startRecord(v *vmView, t *target) *record {
 	}
 	rec.Machine = *t.machine
 	rec.SpecHash = t.specHash
+	rec.Manifest = t.m.Path
 	rec.Started = true
 	rec.StartedAt = r.cfg.Clock.Now()
 	rec.Failure = nil

@@ -1,0 +1,99 @@
+package reconcile
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/vmlet/vmlet/spec"
+	"github.com/vmlet/vmlet/vmruntime"
+)
+
+// unparsableEdits are the contents a manifest can have for a moment without
+// its user meaning to remove the VM.
+var unparsableEdits = []struct {
+	name string
+	text string
+}{
+	{name: "syntax error", text: "apiVersion: [\n"},
+	{name: "empty during an in-place rewrite", text: ""},
+	{name: "name edited to an invalid one", text: "apiVersion: vmlet.dev/v1alpha1\nkind: VirtualMachine\nmetadata:\n  name: Web_1\n"},
+}
+
+func TestUnparsableEditKeepsVM(t *testing.T) {
+	for _, observed := range []spec.DesiredState{spec.Running, spec.Suspended} {
+		for _, tt := range unparsableEdits {
+			t.Run(string(observed)+"/"+tt.name, func(t *testing.T) {
+				h := newHarness(t)
+				path := bring(h, observed, false)
+				if err := os.WriteFile(path, []byte(tt.text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				for _, key := range h.cat.Update(path) {
+					h.reconcile(key)
+				}
+				checkUntouched(t, h, observed)
+			})
+		}
+	}
+}
+
+// TestUnparsableAtStartKeepsVM restarts the daemon while the manifest does
+// not parse: the file keeps the name of the VM last started from it.
+func TestUnparsableAtStartKeepsVM(t *testing.T) {
+	for _, observed := range []spec.DesiredState{spec.Running, spec.Suspended} {
+		for _, tt := range unparsableEdits {
+			t.Run(string(observed)+"/"+tt.name, func(t *testing.T) {
+				h := newHarness(t)
+				path := bring(h, observed, false)
+				if err := os.WriteFile(path, []byte(tt.text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+
+				if observed == spec.Running {
+					h.rt.adopted = []string{"web"}
+				}
+				h.cat = NewCatalog(h.dir)
+				r, err := New(Config{
+					Runtime: h.rt, Catalog: h.cat, StateDir: h.state, HostLock: h.lock,
+					Clock: h.clock, SaveTimeout: time.Second,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.r = r
+				adopted, err := r.Adopt(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				listed, err := h.cat.Relist()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, key := range append(adopted, listed...) {
+					h.reconcile(key)
+				}
+				checkUntouched(t, h, observed)
+			})
+		}
+	}
+}
+
+// checkUntouched fails unless web is still as observed: no runtime call,
+// the process as it was, and a suspended VM's checkpoint still in place.
+func checkUntouched(t *testing.T, h *harness, observed spec.DesiredState) {
+	t.Helper()
+	if calls := h.rt.takeCalls(); len(calls) > 0 {
+		t.Errorf("runtime calls = %q, want none", calls)
+	}
+	wantState := vmruntime.StateRunning
+	if observed == spec.Suspended {
+		wantState = vmruntime.StateStopped
+	}
+	if got := h.rt.stateOf("web"); got != wantState {
+		t.Errorf("web is %v, want %v", got, wantState)
+	}
+	if observed == spec.Suspended && !h.exists("vms/web/checkpoint") {
+		t.Error("the checkpoint of the suspended VM is gone")
+	}
+}
