@@ -544,3 +544,27 @@ func TestRecordWrittenInPlace(t *testing.T) {
 		t.Errorf("a damaged record read as %+v, %v; want none", got, err)
 	}
 }
+
+func TestProgressMessageNamesLastFailure(t *testing.T) {
+	failed := &spec.Status{Phase: spec.PhaseFailed, Conditions: []spec.Condition{
+		{Type: spec.ConditionReady, Status: spec.ConditionFalse, Reason: "Timeout", Message: "the agent did not answer"},
+	}}
+	running := &spec.Status{Phase: spec.PhaseRunning}
+	tests := []struct {
+		name string
+		prev *spec.Status
+		want string
+	}{
+		{name: "first attempt", prev: nil, want: progressMessages[spec.PhaseStarting]},
+		{name: "after running", prev: running, want: progressMessages[spec.PhaseStarting]},
+		{name: "retry after failure", prev: failed,
+			want: progressMessages[spec.PhaseStarting] + "; retrying after the last attempt failed: the agent did not answer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := progressMessage(tt.prev, spec.PhaseStarting); got != tt.want {
+				t.Errorf("progressMessage = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

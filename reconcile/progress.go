@@ -127,7 +127,7 @@ func (r *Reconciler) progressStatus(prev *spec.Status, t *target, phase spec.Pha
 			conds[c.Type] = cond{c.Status, c.Reason, c.Message}
 		}
 	}
-	conds[spec.ConditionReady] = condFalse(string(phase), progressMessages[phase])
+	conds[spec.ConditionReady] = condFalse(string(phase), progressMessage(prev, phase))
 	conds[spec.ConditionValid] = validCondition(t.m)
 	st := buildStatus(prev, r.cfg.Clock.Now(), phase, conds)
 	st.ObservedSpecHash = t.specHash
@@ -135,4 +135,20 @@ func (r *Reconciler) progressStatus(prev *spec.Status, t *target, phase spec.Pha
 		st.Checkpoint, st.Restarts = prev.Checkpoint, prev.Restarts
 	}
 	return st
+}
+
+// progressMessage describes the in-between phase and, for a retry after a
+// failed attempt, why that attempt failed: otherwise a start that keeps
+// failing slowly would show only Starting, and its reason only in the log.
+func progressMessage(prev *spec.Status, phase spec.Phase) string {
+	message := progressMessages[phase]
+	if prev == nil || prev.Phase != spec.PhaseFailed {
+		return message
+	}
+	for _, c := range prev.Conditions {
+		if c.Type == spec.ConditionReady && c.Message != "" {
+			return message + "; retrying after the last attempt failed: " + c.Message
+		}
+	}
+	return message
 }
