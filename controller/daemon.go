@@ -159,7 +159,11 @@ func newDaemon(opts Options) (*daemon, error) {
 		TrashRetention: opts.TrashRetention,
 	}
 	if !opts.DisableHostLock {
-		cfg.HostLock = NewHostLock(opts.HostLock)
+		lock := NewHostLock(opts.HostLock)
+		if err := lock.Check(); err != nil {
+			return nil, fmt.Errorf("%w (set --host-lock to a file in a folder that exists)", err)
+		}
+		cfg.HostLock = lock
 	}
 	rec, err := reconcile.New(cfg)
 	if err != nil {

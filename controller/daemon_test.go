@@ -155,6 +155,18 @@ func TestRunRejectsDeepStateFolder(t *testing.T) {
 	}
 }
 
+func TestRunRejectsHostLockInMissingFolder(t *testing.T) {
+	opts := newTestOptions(t, sim.Latencies{})
+	opts.HostLock = filepath.Join(t.TempDir(), "missing", "host.lock")
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := Run(t.Context(), opts)
+	if err == nil || !strings.Contains(err.Error(), "--host-lock") {
+		t.Errorf("Run error = %v, want one naming --host-lock", err)
+	}
+}
+
 func TestRunReadOnlyManifestStatusInStateFolder(t *testing.T) {
 	opts := newTestOptions(t, sim.Latencies{})
 	path := filepath.Join(opts.Dir, "ro.yaml")

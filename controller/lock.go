@@ -94,6 +94,17 @@ func NewHostLock(path string) *HostLock {
 	return &HostLock{path: path}
 }
 
+// Check opens the lock file, creating it where it is missing, so that a
+// daemon learns of an unusable path at start rather than at its first
+// transition.
+func (l *HostLock) Check() error {
+	file, err := l.open()
+	if err != nil {
+		return err
+	}
+	return file.Close()
+}
+
 // Poll intervals of HostLock.Lock while another process holds the lock.
 // flock(2) cannot be interrupted by a context, so a held lock is polled
 // with LOCK_NB, starting fast because transitions are often short.

@@ -196,15 +196,32 @@ func (r vmRow) message() string {
 		return "not yet observed: the status is for an earlier spec"
 	}
 	for _, c := range r.status.Conditions {
-		if c.Status == spec.ConditionFalse && c.Type != spec.ConditionReady && c.Message != "" {
-			return c.Type + ": " + c.Message
+		if isProblem(c) && c.Message != "" {
+			return oneLine(c.Type + ": " + c.Message)
 		}
 	}
 	if c := r.condition(spec.ConditionReady); c != nil {
-		return c.Message
+		return oneLine(c.Message)
 	}
 	return ""
 }
+
+// isProblem reports whether c is a condition a person should see before
+// Ready: a False one other than Ready, or a True RestartRequired or
+// CheckpointStale, which are bad news when True.
+func isProblem(c spec.Condition) bool {
+	switch c.Type {
+	case spec.ConditionReady:
+		return false
+	case spec.ConditionRestartRequired, spec.ConditionCheckpointStale:
+		return c.Status == spec.ConditionTrue
+	}
+	return c.Status == spec.ConditionFalse
+}
+
+// oneLine keeps a table row on one line when a message joins several
+// errors with newlines.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }
 
 func (r vmRow) invalidMessage() string {
 	// The folder is the same for every row: show the file name alone.

@@ -206,3 +206,28 @@ func TestGetFlagAfterName(t *testing.T) {
 		t.Errorf("output = %q, error %v", out, err)
 	}
 }
+
+func TestGetMessage(t *testing.T) {
+	stale := spec.Condition{Type: spec.ConditionCheckpointStale, Status: spec.ConditionTrue, Message: "disk changed"}
+	restart := spec.Condition{Type: spec.ConditionRestartRequired, Status: spec.ConditionTrue, Message: "cpus changed"}
+	current := spec.Condition{Type: spec.ConditionCheckpointStale, Status: spec.ConditionFalse, Message: "checkpoint current"}
+	ready := spec.Condition{Type: spec.ConditionReady, Status: spec.ConditionFalse, Message: "no agent\nthawing failed"}
+	tests := []struct {
+		name  string
+		conds []spec.Condition
+		want  string
+	}{
+		{name: "checkpoint stale", conds: []spec.Condition{ready, stale}, want: "CheckpointStale: disk changed"},
+		{name: "restart required", conds: []spec.Condition{ready, restart}, want: "RestartRequired: cpus changed"},
+		{name: "false stale is no problem", conds: []spec.Condition{current, ready}, want: "no agent; thawing failed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := spec.Parse("web.yaml", []byte(manifestNamed("web")))
+			row := vmRow{m: m, status: &spec.Status{ObservedSpecHash: m.VM.SpecHash(), Conditions: tt.conds}}
+			if got := row.message(); got != tt.want {
+				t.Errorf("message = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

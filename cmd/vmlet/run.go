@@ -44,6 +44,9 @@ func newRunCommand(opts *globalOptions) *cobra.Command {
 			"adopts them.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkSimFlags(cmd, ro); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runDaemon(ctx, opts, ro, cmd.ErrOrStderr())
@@ -63,6 +66,21 @@ func newRunCommand(opts *globalOptions) *cobra.Command {
 	flags.StringVar(&ro.simTrace, "sim-trace", os.Getenv("VMLET_SIM_TRACE"),
 		"the sim's hazard trace, shared by every sim daemon that should see the others' overlaps (default <state>/sim-trace; env VMLET_SIM_TRACE)")
 	return cmd
+}
+
+// checkSimFlags rejects a sim flag given on the command line for another
+// runtime, which would otherwise be ignored without a word. The variables
+// behind them may stay set in the environment.
+func checkSimFlags(cmd *cobra.Command, ro *runOptions) error {
+	if ro.runtime == "sim" {
+		return nil
+	}
+	for _, name := range []string{"sim-latency", "sim-faults", "sim-trace"} {
+		if cmd.Flags().Changed(name) {
+			return fmt.Errorf("--%s applies to --runtime sim only, not %q", name, ro.runtime)
+		}
+	}
+	return nil
 }
 
 // runDaemon checks the flags, sets up logging on stderr and runs the

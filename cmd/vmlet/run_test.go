@@ -23,6 +23,7 @@ func TestRunFlagErrors(t *testing.T) {
 		{name: "negative verbosity", args: []string{"-v", "-1"}, want: "invalid -v -1"},
 		{name: "bad sim latency", args: []string{"--runtime", "sim", "--sim-latency", "boot=fast"}, want: "invalid --sim-latency"},
 		{name: "bad sim fault", args: []string{"--runtime", "sim", "--sim-faults", "explode=web"}, want: "invalid --sim-faults"},
+		{name: "sim flag with qemu", args: []string{"--runtime", "qemu", "--sim-faults", "crash=web"}, want: "--sim-faults applies to --runtime sim only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
