@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -334,6 +336,10 @@ func TestOperations(t *testing.T) {
 }
 
 func TestExec(t *testing.T) {
+	plain := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(plain, []byte("not a program\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name          string
 		argv          []string
@@ -355,6 +361,10 @@ func TestExec(t *testing.T) {
 		{name: "exactly the bound", argv: []string{"head", "-c", "1048576", "/dev/zero"},
 			wantStdoutLen: MaxOutput},
 		{name: "signal", argv: []string{"sh", "-c", "kill -9 $$"}, wantCode: 137},
+		{name: "command not found", argv: []string{"/nonexistent/cmd"}, wantCode: 127,
+			wantStderr: "fork/exec /nonexistent/cmd: no such file or directory\n"},
+		{name: "not executable", argv: []string{plain}, wantCode: 126,
+			wantStderr: "fork/exec " + plain + ": permission denied\n"},
 	}
 	h := newFakeHandler()
 	c, _ := startAgent(t, h, nil)
@@ -412,7 +422,6 @@ func TestExecRejects(t *testing.T) {
 	}{
 		{name: "empty argv", want: "empty argv"},
 		{name: "stdin too large", argv: []string{"cat"}, stdin: make([]byte, MaxStdin+1), want: "over the"},
-		{name: "missing command", argv: []string{"/nonexistent/cmd"}, want: "starting"},
 	}
 	h := newFakeHandler()
 	c, _ := startAgent(t, h, nil)

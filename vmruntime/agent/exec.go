@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"syscall"
@@ -42,7 +43,7 @@ func RunCommand(ctx context.Context, req ExecRequest) (*vmruntime.ExecResult, er
 	cmd.Stderr = stderr
 	cmd.WaitDelay = pipeWait
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %q: %w", req.Argv[0], err)
+		return startFailure(req.Argv[0], err)
 	}
 
 	waitErr := cmd.Wait()
@@ -56,6 +57,22 @@ func RunCommand(ctx context.Context, req ExecRequest) (*vmruntime.ExecResult, er
 		return res, fmt.Errorf("running %q: %w", req.Argv[0], context.Cause(ctx))
 	}
 	return res, waitError(req.Argv[0], waitErr)
+}
+
+// startFailure turns a command that cannot be started into the exit codes
+// a shell gives: 127 when it is not found, 126 when it cannot be executed.
+// Other errors are the agent's own.
+func startFailure(name string, err error) (*vmruntime.ExecResult, error) {
+	code := 0
+	switch {
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		code = 127
+	case errors.Is(err, fs.ErrPermission):
+		code = 126
+	default:
+		return nil, fmt.Errorf("starting %q: %w", name, err)
+	}
+	return &vmruntime.ExecResult{ExitCode: code, Stderr: []byte(err.Error() + "\n")}, nil
 }
 
 // waitError keeps the errors of cmd.Wait that are not the command's own
