@@ -76,6 +76,12 @@ func syntaxError(path string, err error) ErrorList {
 		line, _ = strconv.Atoi(sub[1])
 		msg = sub[2]
 	}
+	// go.yaml.in/yaml/v3 v3.0.6 numbers its parser's errors from zero and
+	// its scanner's from one. The parser's all start "did not find expected"
+	// (an unclosed [ or {, a misindented key): move them to the right line.
+	if line > 0 && strings.HasPrefix(msg, "did not find expected") {
+		line++
+	}
 	return ErrorList{{File: path, Line: line, Message: "invalid YAML: " + msg, Err: ErrSyntax}}
 }
 

@@ -255,10 +255,26 @@ func TestParseRejectsFile(t *testing.T) {
 }
 
 func TestParseSyntaxErrorLine(t *testing.T) {
-	m := Parse("vm.yaml", []byte("a: 1\nb: [1\nc: 2\n"))
-	got := m.FirstError()
-	if !strings.HasPrefix(got, "vm.yaml:") || !strings.Contains(got, "invalid YAML") {
-		t.Errorf("FirstError = %q, want vm.yaml:LINE: invalid YAML: ...", got)
+	tests := []struct {
+		name string
+		text string
+		want string
+	}{
+		{name: "unclosed flow sequence", text: "a: 1\nb: [1\nc: 2\n",
+			want: "vm.yaml:2: invalid YAML: did not find expected ',' or ']'"},
+		{name: "unclosed flow mapping", text: "a: 1\nb: {c: 1\nd: 2\n",
+			want: "vm.yaml:2: invalid YAML: did not find expected ',' or '}'"},
+		{name: "misindented key", text: "a:\n  b: 1\n c: 2\n",
+			want: "vm.yaml:3: invalid YAML: did not find expected key"},
+		{name: "scanner error", text: "a: b\nc: d: e\n",
+			want: "vm.yaml:2: invalid YAML: mapping values are not allowed in this context"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Parse("vm.yaml", []byte(tt.text)).FirstError(); got != tt.want {
+				t.Errorf("FirstError = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 
