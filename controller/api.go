@@ -228,8 +228,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// fail logs a failed request and sends its error to the client.
+// fail logs a failed request and sends its error to the client. A client's
+// mistake (a 4xx code, such as exec in a VM that is not Ready) is logged at
+// V(1) only, since the client prints it.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
-	a.log.Error(err, "API request failed", "method", r.Method, "path", r.URL.Path, "code", code)
+	if code < http.StatusInternalServerError {
+		a.log.V(1).Info("API request rejected", "method", r.Method, "path", r.URL.Path, "code", code, "reason", err.Error())
+	} else {
+		a.log.Error(err, "API request failed", "method", r.Method, "path", r.URL.Path, "code", code)
+	}
 	writeJSON(w, code, APIError{Error: err.Error()})
 }
