@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -203,8 +204,9 @@ func (c *Catalog) listPaths() ([]string, error) {
 	}
 	var paths []string
 	for _, e := range entries {
-		if spec.IsManifestName(e.Name()) && !e.IsDir() {
-			paths = append(paths, filepath.Join(c.dir, e.Name()))
+		path := filepath.Join(c.dir, e.Name())
+		if spec.IsManifestName(e.Name()) && isFileEntry(c.dir, e) && !c.isSiblingLink(path) {
+			paths = append(paths, path)
 		}
 	}
 	sort.Strings(paths)
@@ -258,7 +260,8 @@ func (c *Catalog) clean(path string) string {
 // refresh re-reads path when it changed and adds the keys it touched.
 func (c *Catalog) refresh(path string, keys map[string]bool) {
 	fi, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	notFile := err == nil && !fi.Mode().IsRegular()
+	if errors.Is(err, fs.ErrNotExist) || notFile || c.isSiblingLink(path) {
 		c.forget(path, keys)
 		return
 	}
@@ -330,11 +333,16 @@ func (c *Catalog) readManifest(path string, fi fs.FileInfo, statErr error) (*spe
 // readLimited reads a manifest, up to one byte past the size limit so that
 // Parse reports a file that is too large.
 func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK keeps a FIFO named like a manifest from blocking the open,
+	// and so the catalog's lock, until someone writes into it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading manifest %q: not a regular file", path)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, spec.MaxManifestSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest %q: %w", path, err)
@@ -433,6 +441,9 @@ func (c *Catalog) lookup(key string) entry {
 	for _, f := range slices.Clone(c.claims[key]) {
 		c.refresh(f.path, make(map[string]bool))
 	}
+	if len(c.claims[key]) == 0 {
+		c.readNewFiles()
+	}
 	var e entry
 	for i, f := range c.claims[key] {
 		if i == 0 {
@@ -442,6 +453,56 @@ func (c *Catalog) lookup(key string) entry {
 		}
 	}
 	return e
+}
+
+// isFileEntry reports whether e is a regular file, or a symlink to one.
+// FIFOs, sockets and devices named like manifests are not manifests.
+func isFileEntry(dir string, e fs.DirEntry) bool {
+	switch {
+	case e.Type().IsRegular():
+		return true
+	case e.Type()&fs.ModeSymlink == 0:
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(dir, e.Name()))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// isSiblingLink reports whether path is a symlink to another manifest in
+// the same folder. Such a link is the same file under a second name: taken
+// as a manifest of its own, it would claim its target's name, and the
+// duplicate's status, written through the link, would land in the target.
+func (c *Catalog) isSiblingLink(path string) bool {
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return false
+	}
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return false
+	}
+	dir, err := filepath.EvalSymlinks(c.dir)
+	if err != nil {
+		return false
+	}
+	return filepath.Dir(target) == dir && spec.IsManifestName(filepath.Base(target))
+}
+
+// readNewFiles reads the folder's files that the catalog does not know yet.
+// A name that no file claims any more may have moved to one of them: a
+// rename within the folder reports the old path gone as the new one
+// appears, and the worker can reach the name in between. Without this, the
+// VM would count as removed and be stopped, or its checkpoint trashed. The
+// caller holds c.mu.
+func (c *Catalog) readNewFiles() {
+	paths, err := c.listPaths()
+	if err != nil {
+		return
+	}
+	for _, p := range paths {
+		if c.files[p] == nil {
+			c.refresh(p, make(map[string]bool))
+		}
+	}
 }
 
 func (c *Catalog) lookupPath(path string) entry {

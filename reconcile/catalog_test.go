@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vmlet/vmlet/spec"
 )
@@ -254,5 +256,54 @@ func TestCatalogRelistKeepsNewerUpdate(t *testing.T) {
 	cat.mu.Unlock()
 	if got := cat.Keys(); !slices.Equal(got, []string{"web"}) {
 		t.Errorf("keys after the older parse was applied = %q, want [web]", got)
+	}
+}
+
+// TestCatalogSkipsSiblingLink links a second name to a manifest in the same
+// folder: the link is not a manifest of its own, so the owner keeps its
+// status and no status is written through the link.
+func TestCatalogSkipsSiblingLink(t *testing.T) {
+	h := newHarness(t)
+	owner := h.write(manifest{name: "web", desired: spec.Running}, "a.yaml")
+	link := filepath.Join(h.dir, "b.yaml")
+	if err := os.Symlink("a.yaml", link); err != nil {
+		t.Fatal(err)
+	}
+	h.restart()
+	h.cat.Update(link)
+	for range 3 {
+		h.mustReconcile("web")
+		if got := condition(h.status(owner), "Valid"); got != "True/SpecValid" {
+			t.Fatalf("owner Valid = %s, want True/SpecValid", got)
+		}
+	}
+	if got := h.cat.Keys(); !slices.Equal(got, []string{"web"}) {
+		t.Errorf("keys = %q, want [web]", got)
+	}
+}
+
+// TestCatalogSkipsFIFO puts a FIFO named like a manifest in the folder:
+// listing and updating must neither block nor count it.
+func TestCatalogSkipsFIFO(t *testing.T) {
+	h := newHarness(t)
+	h.write(manifest{name: "web", desired: spec.Running})
+	fifo := filepath.Join(h.dir, "pipe.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []string, 1)
+	go func() {
+		cat := NewCatalog(h.dir)
+		cat.Relist()
+		cat.Update(fifo)
+		done <- cat.Keys()
+	}()
+	select {
+	case keys := <-done:
+		if !slices.Equal(keys, []string{"web"}) {
+			t.Errorf("keys = %q, want [web]", keys)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the catalog blocked on a FIFO")
 	}
 }

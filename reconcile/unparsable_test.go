@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -95,5 +96,28 @@ func checkUntouched(t *testing.T, h *harness, observed spec.DesiredState) {
 	}
 	if observed == spec.Suspended && !h.exists("vms/web/checkpoint") {
 		t.Error("the checkpoint of the suspended VM is gone")
+	}
+}
+
+// TestRenameKeepsVM renames a manifest within the folder and reconciles the
+// name after the old path's removal but before the new path's change, the
+// order a rename's two watch events can take.
+func TestRenameKeepsVM(t *testing.T) {
+	for _, observed := range []spec.DesiredState{spec.Running, spec.Suspended} {
+		t.Run(string(observed), func(t *testing.T) {
+			h := newHarness(t)
+			path := bring(h, observed, false)
+			renamed := filepath.Join(h.dir, "renamed.yaml")
+			if err := os.Rename(path, renamed); err != nil {
+				t.Fatal(err)
+			}
+			for _, key := range h.cat.Remove(path) {
+				h.reconcile(key)
+			}
+			checkUntouched(t, h, observed)
+			if got := h.status(renamed).Phase; got == "" {
+				t.Error("the renamed manifest has no status")
+			}
+		})
 	}
 }
