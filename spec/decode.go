@@ -222,20 +222,30 @@ func (d *decoder) list(n *yaml.Node, elem *schema, path string) bool {
 	return true
 }
 
+// integer appends a plain decimal integer: an optional sign and digits,
+// with no leading zero. Other YAML 1.1 forms (010, 1_0, 0x10, 0b10) are
+// rejected because YAML 1.1 and 1.2 read some of them as different values.
 func (d *decoder) integer(n *yaml.Node, s *schema, path string) bool {
+	if msg := leadingZeroProblem(n); msg != "" {
+		d.fail(n.Line, path, "%s", msg)
+		return false
+	}
 	if n.Tag != "!!int" {
 		d.fail(n.Line, path, "must be an integer, not %s", quoteScalar(n))
 		return false
 	}
-	text := strings.ReplaceAll(n.Value, "_", "")
+	if !isDecimal(n.Value) {
+		d.fail(n.Line, path, "%s", notDecimalProblem(n.Value))
+		return false
+	}
 	var err error
 	if s.unsigned {
 		var u uint64
-		u, err = strconv.ParseUint(strings.TrimPrefix(text, "+"), 0, s.bits)
+		u, err = strconv.ParseUint(strings.TrimPrefix(n.Value, "+"), 10, s.bits)
 		d.buf = strconv.AppendUint(d.buf, u, 10)
 	} else {
 		var v int64
-		v, err = strconv.ParseInt(text, 0, s.bits)
+		v, err = strconv.ParseInt(n.Value, 10, s.bits)
 		d.buf = strconv.AppendInt(d.buf, v, 10)
 	}
 	if err != nil {
@@ -243,6 +253,57 @@ func (d *decoder) integer(n *yaml.Node, s *schema, path string) bool {
 		return false
 	}
 	return true
+}
+
+// isDecimal reports whether text is an optional sign followed by digits,
+// without a leading zero unless the digits are "0".
+func isDecimal(text string) bool {
+	digits := strings.TrimLeft(text, "+-")
+	if len(text)-len(digits) > 1 || digits == "" {
+		return false
+	}
+	if digits[0] == '0' && len(digits) > 1 {
+		return false
+	}
+	return strings.Trim(digits, "0123456789") == ""
+}
+
+// notDecimalProblem returns the problem with an integer in another YAML 1.1
+// form (1_0, 0x10, 0b10, 0o10), giving the value YAML 1.1 reads.
+func notDecimalProblem(text string) string {
+	v, err := strconv.ParseInt(strings.ReplaceAll(text, "_", ""), 0, 64)
+	if err != nil {
+		return fmt.Sprintf("%q is not allowed: write a plain decimal number", text)
+	}
+	return fmt.Sprintf("%q is not allowed: write a plain decimal number (%d)", text, v)
+}
+
+// leadingZeroProblem returns the problem with an unquoted number of digits
+// with a leading zero, such as 010 (8 in YAML 1.1, 10 in YAML 1.2), or "".
+func leadingZeroProblem(n *yaml.Node) string {
+	text := n.Value
+	if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+		return ""
+	}
+	sign := ""
+	if text != "" && (text[0] == '-' || text[0] == '+') {
+		sign, text = text[:1], text[1:]
+	}
+	if len(text) < 2 || text[0] != '0' || strings.Trim(text, "0123456789") != "" {
+		return ""
+	}
+	decimal := strings.TrimLeft(text, "0")
+	if decimal == "" {
+		decimal = "0"
+	}
+	if sign == "-" {
+		decimal = "-" + decimal
+	}
+	octal, err := strconv.ParseInt(sign+text, 8, 64)
+	if err != nil || strconv.FormatInt(octal, 10) == decimal {
+		return fmt.Sprintf("%q has a leading zero: write %s", n.Value, decimal)
+	}
+	return fmt.Sprintf("%q is ambiguous (octal in YAML 1.1, decimal in 1.2): write %d or %s", n.Value, octal, decimal)
 }
 
 func (d *decoder) boolean(n *yaml.Node, path string) bool {
