@@ -74,7 +74,12 @@ func (r *Reconciler) writeStatus(log logr.Logger, name string, m *spec.Manifest,
 			log.V(1).Info("Status write raced an edit; queued again", "path", m.Path)
 			return Result{RequeueAfter: conflictRequeue}, nil
 		case !errors.Is(err, spec.ErrNotWritable):
-			return Result{}, fmt.Errorf("writing the status of %q: %w", name, err)
+			// Some statuses cannot go into some files (one that would pass
+			// the size limit, an anchor in the old status that the rest of
+			// the file refers to). Retrying cannot change that, so the
+			// status goes to the state folder, where vmlet get finds it.
+			log.V(1).Info("Status not written into the manifest; writing it to the state folder",
+				"path", m.Path, "reason", err.Error())
 		}
 	}
 	return Result{}, r.writeStateStatus(log, name, build)

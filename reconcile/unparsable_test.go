@@ -3,6 +3,7 @@ package reconcile
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +120,34 @@ func TestRenameKeepsVM(t *testing.T) {
 				t.Error("the renamed manifest has no status")
 			}
 		})
+	}
+}
+
+// TestStatusThatCannotGoInlineGoesToStateFolder gives the manifest a status
+// that other members refer to through an anchor, so that replacing it would
+// break the file: the status goes to the state folder instead of failing
+// every reconcile.
+func TestStatusThatCannotGoInlineGoesToStateFolder(t *testing.T) {
+	h := newHarness(t)
+	text := manifest{name: "web", desired: spec.Running}.text()
+	text = strings.Replace(text, "metadata:\n  name: web\n", "metadata:\n  name: web\n  labels: *s\n", 1)
+	path := filepath.Join(h.dir, "web.yaml")
+	text = "status: &s {}\n" + text
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.restart()
+	if _, err := h.r.Reconcile(t.Context(), "web"); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	st, err := spec.ReadStatusFile(filepath.Join(h.state, "vms", "web", "status.yaml"))
+	if err != nil {
+		t.Fatalf("no status in the state folder: %v", err)
+	}
+	if st.Phase != spec.PhaseRunning {
+		t.Errorf("state folder phase = %s, want Running", st.Phase)
+	}
+	if data, _ := os.ReadFile(path); string(data) != text {
+		t.Errorf("the manifest changed:\n%s", data)
 	}
 }
