@@ -420,9 +420,10 @@ func nodeKindName(n *yaml.Node) string {
 }
 
 // quoteScalar shows a scalar as the user wrote it: quoted when the user
-// quoted it, bare otherwise.
+// quoted it or when it is not one line of printable text (a block scalar),
+// bare otherwise.
 func quoteScalar(n *yaml.Node) string {
-	if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 {
+	if n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) != 0 || !isPrintable(n.Value) {
 		return strconv.Quote(n.Value)
 	}
 	return n.Value

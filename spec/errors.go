@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // File-level reasons a manifest is rejected before its fields are read. They
@@ -57,11 +58,26 @@ func (e *FieldError) Error() string {
 		b.WriteString("line " + strconv.Itoa(e.Line) + ": ")
 	}
 	if e.Field != "" {
-		b.WriteString(e.Field)
+		b.WriteString(quoteUnprintable(e.Field))
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Message)
 	return b.String()
+}
+
+// quoteUnprintable returns s, quoted with Go escapes when it holds a newline
+// or another character that is not printable, so that it stays on one line.
+func quoteUnprintable(s string) string {
+	if isPrintable(s) {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// isPrintable reports whether every character of s is printable, a space
+// included.
+func isPrintable(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0
 }
 
 // Unwrap returns the sentinel behind a file-level problem, or nil.
