@@ -25,7 +25,8 @@ func newApplyCommand(opts *globalOptions) *cobra.Command {
 		Short: "Validate manifests and write them into the manifest folder",
 		Long: "Validate manifests and write each into the manifest folder: into the file\n" +
 			"that already holds its metadata.name, else into NAME.yaml (NAME.json for\n" +
-			"JSON input). The input is written as given, without any status it carries,\n" +
+			"JSON input), unless that file exists with another VM or no readable name.\n" +
+			"The input is written as given, without any status it carries,\n" +
 			"followed by the status already in the folder: apply changes the spec, never\n" +
 			"the status. When any input is invalid, nothing is written.",
 		Args: cobra.NoArgs,
@@ -166,7 +167,11 @@ func planApply(dir string, inputs []*spec.Manifest) ([]applyPlan, error) {
 func planOne(dir string, in, current *spec.Manifest) (applyPlan, error) {
 	p := applyPlan{name: in.Name, target: filepath.Join(dir, newFileName(in)), mode: 0o644}
 	var status *spec.Status
-	if current != nil {
+	if current == nil {
+		if err := checkNewTarget(p.target, in.Name); err != nil {
+			return applyPlan{}, err
+		}
+	} else {
 		if err := p.useCurrent(current); err != nil {
 			return applyPlan{}, err
 		}
@@ -197,6 +202,27 @@ func (p *applyPlan) useCurrent(current *spec.Manifest) error {
 	}
 	p.target, p.mode, p.current = target, info.Mode().Perm(), current.Data
 	return nil
+}
+
+// checkNewTarget rejects writing the VM name into target when target
+// exists. No manifest in the folder claims name, so an existing target
+// contains another VM or no readable metadata.name, and replacing it would
+// remove a VM.
+func checkNewTarget(target, name string) error {
+	if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	m, err := spec.Load(target)
+	if err != nil {
+		return fmt.Errorf("applying %q: %q exists and cannot be read, so it was not replaced: %w", name, target, err)
+	}
+	if m.Name == "" {
+		return fmt.Errorf("applying %q: %q exists without a readable metadata.name, so it was not replaced (fix or move it): %s",
+			name, target, m.FirstError())
+	}
+	// The folder index already matched files that contain name.
+	return fmt.Errorf("applying %q: %q contains the VM %q, so it was not replaced (rename that file or apply %q under another name)",
+		name, target, m.Name, name)
 }
 
 // newFileName is the file a manifest whose name is new to the folder goes
