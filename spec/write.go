@@ -183,10 +183,12 @@ func notWritable(err error) error {
 
 // WriteFile writes data to path atomically and durably: a temp file in the
 // same folder (a dotfile the watcher ignores) is written, fsynced and
-// renamed over path, and the folder is fsynced. It follows no symlink and
-// compares nothing: the last writer wins.
+// renamed over path, and the folder is fsynced. The new file has mode and,
+// where the caller may set it, the owner and group of the regular file it
+// replaces. It follows no symlink and compares nothing: the last writer
+// wins.
 func WriteFile(path string, data []byte, mode os.FileMode) error {
-	tmp, err := writeTemp(path, data, mode, nil)
+	tmp, err := writeTemp(path, data, mode, replacedFile(path))
 	if err != nil {
 		return fmt.Errorf("writing %q: %w", path, err)
 	}
@@ -198,6 +200,16 @@ func WriteFile(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("writing %q: %w", path, err)
 	}
 	return nil
+}
+
+// replacedFile returns the file information of the regular file at path,
+// or nil when there is none.
+func replacedFile(path string) os.FileInfo {
+	info, err := os.Lstat(path)
+	if err != nil || !info.Mode().IsRegular() {
+		return nil
+	}
+	return info
 }
 
 // writeTemp writes data to a new fsynced file beside path, named
