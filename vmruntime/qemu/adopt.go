@@ -44,6 +44,23 @@ func (r *Runtime) adoptDir(ctx context.Context, dir string) bool {
 	r.register(v)
 	// A QMP socket that does not respond now is dialed again by the next
 	// command, so the error does not stop the adoption.
-	v.monitor(ctx)
+	if _, err := v.monitor(ctx); err == nil {
+		cancelOrphanMigration(ctx, v)
+	}
 	return true
+}
+
+// cancelOrphanMigration cancels a save that an earlier daemon started and
+// did not live to finish. Left running, it would keep the guest paused
+// behind the caller's back and make the next save fail with "migration in
+// progress".
+func cancelOrphanMigration(ctx context.Context, v *vm) {
+	var info migrationInfo
+	if v.execute(ctx, "query-migrate", nil, &info) != nil {
+		return
+	}
+	switch info.Status {
+	case "setup", "active", "device", "pre-switchover":
+		cancelMigration(v)
+	}
 }

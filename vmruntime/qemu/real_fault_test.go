@@ -340,3 +340,58 @@ func mustQMP(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestRealAdoptCancelsOrphanMigration leaves a throttled save running when
+// its runtime goes away, as a daemon killed in the middle of a suspend
+// does: the next runtime's Adopt cancels it, so the guest can resume.
+func TestRealAdoptCancelsOrphanMigration(t *testing.T) {
+	first := newRealRuntime(t)
+	kernel, initrd := testKernel(t), buildCounterInitrd(t)
+	stateRoot := t.TempDir()
+	m := counterMachine(t, stateRoot, "orphan", kernel, initrd)
+	killOnCleanup(t, first, m.Name)
+
+	if err := first.Boot(withTimeout(t, time.Minute), m); err != nil {
+		t.Fatalf("Boot: %v", err)
+	}
+	last := awaitTick(t, m, 1)
+	ctx := withTimeout(t, time.Minute)
+	if err := first.Pause(ctx, m.Name); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	v := first.lookup(m.Name)
+	f, err := os.Create(filepath.Join(t.TempDir(), "orphan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mon, err := v.monitor(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustQMP(t, v.execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": 1 << 20}, nil))
+	mustQMP(t, mon.executeWithFile(ctx, "getfd", map[string]string{"fdname": fdName}, nil, f))
+	mustQMP(t, v.execute(ctx, "migrate", map[string]string{"uri": "fd:" + fdName}, nil))
+	v.dropMonitor(v.mon)
+
+	second := newRealRuntime(t)
+	if _, err := second.Adopt(ctx, stateRoot); err != nil {
+		t.Fatalf("Adopt: %v", err)
+	}
+	adopted := second.lookup(m.Name)
+	var info migrationInfo
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		mustQMP(t, adopted.execute(ctx, "query-migrate", nil, &info))
+		if info.Status != "cancelling" {
+			break
+		}
+		time.Sleep(pollInterval)
+	}
+	if info.Status != "cancelled" {
+		t.Fatalf("migration status after Adopt = %q, want cancelled", info.Status)
+	}
+	if err := second.Resume(ctx, m.Name); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	awaitTick(t, m, last+2)
+}
