@@ -32,26 +32,51 @@ func StatusFilePath(stateDir, name string) string {
 	return filepath.Join(stateDir, "vms", name, "status.yaml")
 }
 
-// CurrentStatus returns the manifest's status, or the one in its status
-// file under stateDir where the manifest has none or the status file is
-// newer than the manifest. It returns nil when neither has a status.
+// CurrentStatus returns the status for the manifest: the one in the file,
+// or the one in its status file under stateDir. When both exist, it
+// prefers the one whose observedSpecHash matches the manifest's current
+// spec, so that a stale status kept in the file (one committed to git, say)
+// does not hide the daemon's. When both or neither match, the newer file
+// wins. It returns nil when neither has a status.
 func (m *Manifest) CurrentStatus(stateDir string) *Status {
 	if !IsValidName(m.Name) {
 		return m.Status
 	}
 	path := StatusFilePath(stateDir, m.Name)
-	info, err := os.Stat(path)
-	if err != nil || (m.Status != nil && !newerThan(info, m.Path)) {
-		return m.Status
-	}
 	st, err := ReadStatusFile(path)
 	if err != nil {
 		return m.Status
 	}
-	return st
+	if m.Status == nil {
+		return st
+	}
+	inFile, inState := m.observesCurrentSpec(m.Status), m.observesCurrentSpec(st)
+	if inFile != inState {
+		return pick(inState, st, m.Status)
+	}
+	return pick(newerThan(path, m.Path), st, m.Status)
 }
 
-func newerThan(info os.FileInfo, path string) bool {
-	other, err := os.Stat(path)
-	return err != nil || info.ModTime().After(other.ModTime())
+// observesCurrentSpec reports whether st was written for the manifest's
+// current spec. It is false for a manifest that did not decode.
+func (m *Manifest) observesCurrentSpec(st *Status) bool {
+	return m.VM != nil && st.ObservedSpecHash == m.VM.SpecHash()
+}
+
+func pick(first bool, a, b *Status) *Status {
+	if first {
+		return a
+	}
+	return b
+}
+
+// newerThan reports whether the file at path was modified after the file
+// at other, or other cannot be read.
+func newerThan(path, other string) bool {
+	info, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	otherInfo, err := os.Stat(other)
+	return err != nil || info.ModTime().After(otherInfo.ModTime())
 }

@@ -285,3 +285,49 @@ func TestWriteFile(t *testing.T) {
 	}
 	assertNoTempFiles(t, dir)
 }
+
+func TestCurrentStatusPrefersCurrentSpec(t *testing.T) {
+	current := Parse("vm.yaml", []byte(base)).VM.SpecHash()
+	const stale = "000000000000"
+	tests := []struct {
+		name                string
+		fileHash, stateHash string
+		stateNewer          bool
+		want                Phase
+	}{
+		{"file current, state stale and newer", current, stale, true, PhaseStarting},
+		{"state current, file stale and newer", stale, current, false, PhaseRunning},
+		{"both current, state newer", current, current, true, PhaseRunning},
+		{"both current, file newer", current, current, false, PhaseStarting},
+		{"both stale, state newer", stale, stale, true, PhaseRunning},
+		{"both stale, file newer", stale, stale, false, PhaseStarting},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, state := t.TempDir(), t.TempDir()
+			data, _ := ReplaceStatus([]byte(base), &Status{Phase: PhaseStarting, ObservedSpecHash: tt.fileHash})
+			path := writeManifest(t, dir, data, 0o644)
+			statusPath := StatusFilePath(state, "builder")
+			if err := WriteStatusFile(statusPath, &Status{Phase: PhaseRunning, ObservedSpecHash: tt.stateHash}); err != nil {
+				t.Fatal(err)
+			}
+			older, newer := time.Now().Add(-time.Hour), time.Now()
+			if !tt.stateNewer {
+				older, newer = newer, older
+			}
+			if err := os.Chtimes(path, older, older); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chtimes(statusPath, newer, newer); err != nil {
+				t.Fatal(err)
+			}
+			m, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.CurrentStatus(state); got == nil || got.Phase != tt.want {
+				t.Errorf("CurrentStatus = %+v, want phase %s", got, tt.want)
+			}
+		})
+	}
+}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -186,7 +184,7 @@ func (w *waiter) poll() observation {
 	if m == nil {
 		return observation{message: "manifest not found"}
 	}
-	st := w.status(m)
+	st := m.CurrentStatus(w.stateDir)
 	if m.VM == nil {
 		return observation{message: m.FirstError()}
 	}
@@ -216,30 +214,6 @@ func (w *waiter) load() *spec.Manifest {
 	}
 	w.path = m.Path
 	return m
-}
-
-// status returns the manifest's status or the one in the state folder,
-// whichever file is newer when both exist.
-func (w *waiter) status(m *spec.Manifest) *spec.Status {
-	path := filepath.Join(w.stateDir, "vms", w.name, "status.yaml")
-	st, err := spec.ReadStatusFile(path)
-	if err != nil {
-		return m.Status
-	}
-	if m.Status == nil || newer(path, m.Path) {
-		return st
-	}
-	return m.Status
-}
-
-// newer reports whether file a was modified after file b.
-func newer(a, b string) bool {
-	ia, errA := os.Stat(a)
-	ib, errB := os.Stat(b)
-	if errA != nil || errB != nil {
-		return errB != nil
-	}
-	return ia.ModTime().After(ib.ModTime())
 }
 
 // reportFailure prints each new message of a Failed phase once.
