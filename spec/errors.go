@@ -19,6 +19,10 @@ var (
 	ErrNotMapping    = errors.New("document is not a mapping")
 )
 
+// ErrNotRegular means Load was given a FIFO, device, socket or folder, which
+// it does not read.
+var ErrNotRegular = errors.New("not a regular file")
+
 // Errors of the write-back.
 var (
 	// ErrConflict means the manifest changed after it was read; the user's

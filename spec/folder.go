@@ -2,13 +2,15 @@ package spec
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 )
 
 // ListManifests returns the paths of the manifests in dir (see
-// IsManifestName), sorted. Sub-folders are not read.
+// IsManifestName), sorted. Only regular files and symlinks to regular files
+// are listed: sub-folders, FIFOs, devices and broken links are skipped.
 func ListManifests(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -16,13 +18,25 @@ func ListManifests(dir string) ([]string, error) {
 	}
 	var paths []string
 	for _, e := range entries {
-		if e.IsDir() || !IsManifestName(e.Name()) {
+		if !IsManifestName(e.Name()) || !isRegularEntry(dir, e) {
 			continue
 		}
 		paths = append(paths, filepath.Join(dir, e.Name()))
 	}
 	slices.Sort(paths)
 	return paths, nil
+}
+
+// isRegularEntry reports whether e is a regular file or a symlink to one.
+func isRegularEntry(dir string, e fs.DirEntry) bool {
+	if e.Type().IsRegular() {
+		return true
+	}
+	if e.Type()&fs.ModeSymlink == 0 {
+		return false
+	}
+	info, err := os.Stat(filepath.Join(dir, e.Name()))
+	return err == nil && info.Mode().IsRegular()
 }
 
 // StatusFilePath returns where the status of the VM name goes when its

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 	sigsyaml "sigs.k8s.io/yaml"
@@ -45,13 +46,22 @@ type Manifest struct {
 
 // Load reads and parses the manifest at path. It returns an error only when
 // the file cannot be read; problems with its content are in the Manifest's
-// Err. A file over MaxManifestSize is not read past that size.
+// Err. A file over MaxManifestSize is not read past that size. Anything but
+// a regular file (a FIFO, a device, a folder), reached through any symlink,
+// is rejected with ErrNotRegular without waiting for a writer.
 func Load(path string) (*Manifest, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest %q: %w", path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading manifest %q: %w", path, ErrNotRegular)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxManifestSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest %q: %w", path, err)

@@ -95,18 +95,16 @@ func readInput(file string, stdin io.Reader) ([]*spec.Manifest, error) {
 	return loadFolder(file)
 }
 
-// loadFolder loads every manifest in dir, in path order.
+// loadFolder loads every manifest in dir, in path order. Entries that are
+// not regular files are skipped (see spec.ListManifests).
 func loadFolder(dir string) ([]*spec.Manifest, error) {
-	entries, err := os.ReadDir(dir)
+	paths, err := spec.ListManifests(dir)
 	if err != nil {
 		return nil, err
 	}
-	var ms []*spec.Manifest
-	for _, entry := range entries {
-		if !spec.IsManifestName(entry.Name()) {
-			continue
-		}
-		m, err := spec.Load(filepath.Join(dir, entry.Name()))
+	ms := make([]*spec.Manifest, 0, len(paths))
+	for _, path := range paths {
+		m, err := spec.Load(path)
 		if err != nil {
 			return nil, err
 		}
@@ -260,19 +258,16 @@ func (p applyPlan) apply(w io.Writer, dryRun bool) error {
 // indexFolder maps each name in dir to the first manifest, in path order,
 // that claims it. A missing folder is empty.
 func indexFolder(dir string) (map[string]*spec.Manifest, error) {
-	entries, err := os.ReadDir(dir)
+	paths, err := spec.ListManifests(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading manifest folder: %w", err)
+		return nil, err
 	}
-	index := make(map[string]*spec.Manifest, len(entries))
-	for _, entry := range entries {
-		if !spec.IsManifestName(entry.Name()) {
-			continue
-		}
-		m, err := spec.Load(filepath.Join(dir, entry.Name()))
+	index := make(map[string]*spec.Manifest, len(paths))
+	for _, path := range paths {
+		m, err := spec.Load(path)
 		if err != nil {
 			continue // removed or unreadable since the listing
 		}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -41,5 +42,32 @@ func TestApplyKeepsOwnerAndMode(t *testing.T) {
 	}
 	if got := readText(t, path); got != manifestText("web", spec.Running) {
 		t.Errorf("web.yaml after apply =\n%s", got)
+	}
+}
+
+func TestApplyFolderSkipsFIFO(t *testing.T) {
+	dir, _ := clientFolder(t)
+	must(t, syscall.Mkfifo(filepath.Join(dir, "pipe.yaml"), 0o644))
+	inputs := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(inputs, "vmlinuz"), nil, 0o644))
+	must(t, os.WriteFile(filepath.Join(inputs, "web.yaml"), []byte(manifestText("web", spec.Running)), 0o644))
+	must(t, syscall.Mkfifo(filepath.Join(inputs, "pipe.yaml"), 0o644))
+
+	if _, stderr, err := runCommand(t, "apply", "-f", inputs, "--dir", dir); err != nil {
+		t.Fatalf("apply: %v\n%s", err, stderr)
+	}
+	if got := readText(t, filepath.Join(dir, "web.yaml")); got != manifestText("web", spec.Running) {
+		t.Errorf("web.yaml =\n%s", got)
+	}
+}
+
+func TestApplyRejectsFIFOInput(t *testing.T) {
+	dir, _ := clientFolder(t)
+	input := filepath.Join(t.TempDir(), "pipe.yaml")
+	must(t, syscall.Mkfifo(input, 0o644))
+
+	_, _, err := runCommand(t, "apply", "-f", input, "--dir", dir)
+	if !errors.Is(err, spec.ErrNotRegular) {
+		t.Errorf("apply error = %v, want %v", err, spec.ErrNotRegular)
 	}
 }
