@@ -31,7 +31,7 @@ func parseYAML(path string, data []byte) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
-		return nil, syntaxError(path, err)
+		return nil, syntaxError(path, data, err)
 	}
 	var next yaml.Node
 	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
@@ -66,7 +66,7 @@ func fileError(path string, line int, err error) ErrorList {
 var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
 
 // syntaxError turns a YAML parser error into a FieldError with its line.
-func syntaxError(path string, err error) ErrorList {
+func syntaxError(path string, data []byte, err error) ErrorList {
 	if errors.Is(err, io.EOF) {
 		return fileError(path, 0, ErrEmpty)
 	}
@@ -82,6 +82,9 @@ func syntaxError(path string, err error) ErrorList {
 	if line > 0 && strings.HasPrefix(msg, "did not find expected") {
 		line++
 	}
+	// An error found at the end of the input (an unclosed [ on the last
+	// line) is numbered after the last line: show the last line.
+	line = min(line, lineCount(data))
 	return ErrorList{{File: path, Line: line, Message: "invalid YAML: " + msg, Err: ErrSyntax}}
 }
 
@@ -118,4 +121,14 @@ func expandedSize(n *yaml.Node, memo map[*yaml.Node]int) int {
 	}
 	memo[n] = size
 	return size
+}
+
+// lineCount returns the number of lines in data, counting a last line that
+// has no newline.
+func lineCount(data []byte) int {
+	n := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		n++
+	}
+	return n
 }

@@ -290,6 +290,8 @@ func TestParseSyntaxErrorLine(t *testing.T) {
 			want: "vm.yaml:2: invalid YAML: did not find expected ',' or '}'"},
 		{name: "misindented key", text: "a:\n  b: 1\n c: 2\n",
 			want: "vm.yaml:3: invalid YAML: did not find expected key"},
+		{name: "unclosed on the last line", text: "a: 1\nb: [\n",
+			want: "vm.yaml:2: invalid YAML: did not find expected node content"},
 		{name: "scanner error", text: "a: b\nc: d: e\n",
 			want: "vm.yaml:2: invalid YAML: mapping values are not allowed in this context"},
 	}
