@@ -29,3 +29,26 @@ type GuestShare struct {
 
 // DiskSerial returns the serial the backend gives the i-th disk.
 func DiskSerial(i int) string { return "disk" + strconv.Itoa(i) }
+
+// GuestConfig returns what the agent formats and mounts in m's guest: its
+// disks by their serials, and its shares as filesystems of type shareFSType
+// ("9p" on qemu, "virtiofs" on vz).
+func (m *Machine) GuestConfig(shareFSType string) GuestConfig {
+	var cfg GuestConfig
+	for i, disk := range m.Disks {
+		cfg.Disks = append(cfg.Disks, GuestDisk{
+			Serial:    DiskSerial(i),
+			MountPath: disk.MountPath,
+			ReadOnly:  disk.ReadOnly,
+		})
+	}
+	for _, share := range m.Shares {
+		cfg.Shares = append(cfg.Shares, GuestShare{
+			Tag:       share.Tag,
+			FSType:    shareFSType,
+			MountPath: share.MountPath,
+			ReadOnly:  share.ReadOnly,
+		})
+	}
+	return cfg
+}

@@ -154,7 +154,7 @@ func TestGuestConfig(t *testing.T) {
 	m := baseMachine()
 	m.Disks = []vmruntime.Disk{{Path: "/a", MountPath: "/work"}, {Path: "/b", ReadOnly: true}}
 	m.Shares = []vmruntime.Share{{Tag: "src", Path: "/s", MountPath: "/mnt/src", ReadOnly: true}}
-	cfg := guestConfig(m)
+	cfg := m.GuestConfig("9p")
 	wantDisks := []vmruntime.GuestDisk{{Serial: "disk0", MountPath: "/work"}, {Serial: "disk1", ReadOnly: true}}
 	if !slices.Equal(cfg.Disks, wantDisks) {
 		t.Errorf("disks = %+v, want %+v", cfg.Disks, wantDisks)

@@ -34,7 +34,7 @@ func (r *Runtime) Connect(ctx context.Context, m *vmruntime.Machine) (vmruntime.
 		return vmruntime.Hello{}, fmt.Errorf("connecting to the agent of %q: %w", m.Name, err)
 	}
 	client := agent.NewClient(conn)
-	hello, err := client.Handshake(ctx, guestConfig(m))
+	hello, err := client.Handshake(ctx, m.GuestConfig("9p"))
 	if err != nil {
 		client.Close()
 		return vmruntime.Hello{}, fmt.Errorf("agent handshake with %q: %w", m.Name, err)
@@ -82,25 +82,4 @@ func (r *Runtime) Agent(name string) (vmruntime.Agent, error) {
 		return nil, fmt.Errorf("agent of %q: %w", name, vmruntime.ErrNoAgent)
 	}
 	return conn, nil
-}
-
-// guestConfig returns the disks and shares the agent formats and mounts.
-func guestConfig(m *vmruntime.Machine) vmruntime.GuestConfig {
-	var cfg vmruntime.GuestConfig
-	for i, disk := range m.Disks {
-		cfg.Disks = append(cfg.Disks, vmruntime.GuestDisk{
-			Serial:    vmruntime.DiskSerial(i),
-			MountPath: disk.MountPath,
-			ReadOnly:  disk.ReadOnly,
-		})
-	}
-	for _, share := range m.Shares {
-		cfg.Shares = append(cfg.Shares, vmruntime.GuestShare{
-			Tag:       share.Tag,
-			FSType:    "9p",
-			MountPath: share.MountPath,
-			ReadOnly:  share.ReadOnly,
-		})
-	}
-	return cfg
 }

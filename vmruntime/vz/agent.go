@@ -41,7 +41,7 @@ func (r *Runtime) Connect(ctx context.Context, m *vmruntime.Machine) (vmruntime.
 // handshakeUntil retries handshake until it succeeds, the helper ends or
 // ctx ends.
 func (r *Runtime) handshakeUntil(ctx context.Context, v *vm, m *vmruntime.Machine) (vmruntime.Hello, error) {
-	cfg := guestConfig(m)
+	cfg := m.GuestConfig("virtiofs")
 	for {
 		hello, err := r.handshake(ctx, v, m.AgentPort, cfg)
 		if err == nil {
@@ -131,28 +131,6 @@ func (a *agentConn) close() {
 		return
 	}
 	a.conn.Close()
-}
-
-// guestConfig returns what the agent mounts: disks by their serials and
-// shares over virtiofs.
-func guestConfig(m *vmruntime.Machine) vmruntime.GuestConfig {
-	var cfg vmruntime.GuestConfig
-	for i, d := range m.Disks {
-		cfg.Disks = append(cfg.Disks, vmruntime.GuestDisk{
-			Serial:    vmruntime.DiskSerial(i),
-			MountPath: d.MountPath,
-			ReadOnly:  d.ReadOnly,
-		})
-	}
-	for _, s := range m.Shares {
-		cfg.Shares = append(cfg.Shares, vmruntime.GuestShare{
-			Tag:       s.Tag,
-			FSType:    "virtiofs",
-			MountPath: s.MountPath,
-			ReadOnly:  s.ReadOnly,
-		})
-	}
-	return cfg
 }
 
 // kernelCmdline returns m's kernel command line: the virtio console first,
