@@ -133,10 +133,10 @@ func (c *Controller) reconcileHandler(ctx context.Context, key string) {
 	switch {
 	case err != nil && reconcile.IsTerminal(err):
 		c.queue.Forget(key)
-		log.Error(err, "Reconcile failed, not retrying")
+		log.Error(err, "Reconcile failed, not retrying", "reason", reconcile.Reason(err))
 	case err != nil:
 		c.queue.AddRateLimited(key)
-		log.Error(err, "Reconcile failed, retrying", "retries", c.queue.NumRequeues(key))
+		log.Error(err, "Reconcile failed, retrying", "reason", reconcile.Reason(err), "retries", c.queue.NumRequeues(key))
 	case res.RequeueAfter > 0:
 		c.queue.Forget(key)
 		c.queue.AddAfter(key, res.RequeueAfter)
