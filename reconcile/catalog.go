@@ -290,8 +290,8 @@ func (c *Catalog) apply(path string, m *spec.Manifest, stamp fileStamp, keys map
 
 // claimedName returns the name f claims after its new parse m. A parse that
 // yields no usable name (a typo, or a file caught empty in the middle of an
-// in-place rewrite) keeps the name the file claimed before, or the name of
-// the VM last started from it: the VM then counts as having an invalid
+// in-place rewrite) keeps the name the file claimed before, or else the name
+// of the VM last started from it. The VM then counts as having an invalid
 // manifest and stays as it is, instead of counting as removed and stopped.
 func (c *Catalog) claimedName(f *catalogFile, m *spec.Manifest) string {
 	if name := usableName(m); name != "" {
