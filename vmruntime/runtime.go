@@ -46,7 +46,7 @@ type Share struct {
 	ReadOnly  bool
 }
 
-// Network is none or nat.
+// Network is the guest network mode: NetworkNone or NetworkNAT.
 type Network string
 
 // Networks a Machine may ask for.
@@ -55,7 +55,7 @@ const (
 	NetworkNAT  Network = "nat"
 )
 
-// State is what a backend observes of one VM's process.
+// State is the observed state of one VM's process.
 type State string
 
 // The states a backend reports.
@@ -68,12 +68,12 @@ const (
 	StatePaused State = "Paused"
 )
 
-// Observation is what a backend reports about one VM.
+// Observation is a backend's report on one VM.
 type Observation struct {
 	State State
 	PID   int
-	// Exit says why the process ended when it ended without Stop or Kill
-	// (a crash, a kill -9, a guest power-off); empty otherwise.
+	// Exit is the reason the process ended when it ended without Stop or
+	// Kill (a crash, a kill -9, a guest power-off); empty otherwise.
 	Exit string
 }
 
@@ -98,7 +98,7 @@ type Runtime interface {
 	// with an error that wraps ErrMissingFile.
 	Boot(ctx context.Context, m *Machine) error
 
-	// Connect waits for the agent's boot handshake, answers it with the
+	// Connect waits for the agent's boot handshake, replies with the
 	// guest configuration from m, and keeps the connection for Agent. It is
 	// called after Boot and after Resume from a restore; the context carries
 	// the manifest's readyTimeout.
@@ -111,7 +111,7 @@ type Runtime interface {
 	Pause(ctx context.Context, name string) error
 	Resume(ctx context.Context, name string) error
 
-	// Stop asks the guest to shut down (agent, then ACPI) and kills the
+	// Stop requests a guest shutdown (agent, then ACPI) and kills the
 	// process when m.StopTimeout passes. It returns once the process is gone.
 	Stop(ctx context.Context, m *Machine) error
 
@@ -127,7 +127,7 @@ type Runtime interface {
 // restore it. It is found by a type assertion.
 type Checkpointer interface {
 	// Suspendable returns nil when m can be saved, or an error wrapping
-	// ErrNotSuspendable that says why (a 9p share on qemu, an Intel Mac on
+	// ErrNotSuspendable that gives the reason (a 9p share on qemu, an Intel Mac on
 	// vz).
 	Suspendable(m *Machine) error
 
