@@ -2,6 +2,6 @@ package controller
 
 import "syscall"
 
-// errConnRefused is what dialing a socket file that no process listens on
-// returns.
+// errConnRefused is the error of dialing a socket file that no process
+// listens on.
 var errConnRefused = syscall.ECONNREFUSED

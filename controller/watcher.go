@@ -235,7 +235,7 @@ func (w *Watcher) dispatchFired() {
 	}
 }
 
-// dispatch tells the handler about path. Whether the file is there now,
+// dispatch reports path to the handler. Whether the file is there now,
 // not which events arrived, decides between Changed and Removed, so a
 // rename or remove followed by a re-create is a change.
 func (w *Watcher) dispatch(path string) {

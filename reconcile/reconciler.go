@@ -189,7 +189,7 @@ func (r *Reconciler) Adopt(ctx context.Context) ([]string, error) {
 	return sortedKeys(keys), nil
 }
 
-// hintManifests tells the catalog which manifest each VM of keys was last
+// hintManifests records in the catalog which manifest each VM of keys was last
 // started from, so that a manifest that does not parse at start keeps its
 // VM instead of leaving it without an owner.
 func (r *Reconciler) hintManifests(keys map[string]bool) error {

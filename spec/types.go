@@ -26,7 +26,7 @@ type ObjectMeta struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
-// DesiredState is the state a manifest asks for.
+// DesiredState is the state a manifest requests.
 type DesiredState string
 
 // The desired states a manifest may name.
@@ -83,7 +83,7 @@ type SharedDirectory struct {
 	ReadOnly  bool   `json:"readOnly,omitempty"`
 }
 
-// Agent says where the guest agent listens and how long a boot or resume
+// Agent is where the guest agent listens and how long a boot or resume
 // may wait for its handshake.
 type Agent struct {
 	Port         uint32    `json:"port"`

@@ -27,7 +27,7 @@ type Agent interface {
 	Quiesce(ctx context.Context) error
 	// Thaw undoes Quiesce.
 	Thaw(ctx context.Context) error
-	// Shutdown asks the guest to power off.
+	// Shutdown requests that the guest power off.
 	Shutdown(ctx context.Context) error
 	Exec(ctx context.Context, argv []string, stdin []byte) (ExecResult, error)
 }

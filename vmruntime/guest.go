@@ -2,7 +2,7 @@ package vmruntime
 
 import "strconv"
 
-// GuestConfig is what the host sends the agent after its boot handshake:
+// GuestConfig is the configuration the host sends the agent after its boot handshake:
 // which disks to format and mount, and which shares to mount.
 type GuestConfig struct {
 	Disks  []GuestDisk  `json:"disks,omitempty"`

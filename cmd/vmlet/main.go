@@ -32,7 +32,7 @@ func execute(args []string) int {
 }
 
 // exitError makes a command exit with code. A nil err prints nothing, for a
-// command that has already said what went wrong.
+// command that has already printed its error.
 type exitError struct {
 	code int
 	err  error

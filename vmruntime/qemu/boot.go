@@ -139,7 +139,7 @@ func awaitMonitor(ctx context.Context, v *vm) error {
 		select {
 		case <-ticker.C:
 		case <-v.process().exited():
-			return fmt.Errorf("%s before qmp answered", v.process().exitReason())
+			return fmt.Errorf("%s before QMP responded", v.process().exitReason())
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for qmp: %w", ctx.Err())
 		}
